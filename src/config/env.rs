@@ -1,0 +1,93 @@
+//! The HP_* environment variables (and NC_INSTANCE_URL), read through a lookup function so tests
+//! never touch the process environment. This is the only place in the crate that reads the
+//! process environment.
+
+use super::keys::Key;
+use super::layer::{Layer, Origin};
+
+/// A lookup of one environment variable.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Names the YAML file when no `--config` argument is given.
+pub const CONFIG_PATH_VAR: &str = "HARP_CONFIG";
+
+/// HaRP variables that configured processes harp-rs no longer has (the SPOE agent, start.sh's
+/// waits and watchdog, the Kubernetes client). Accepted so existing deployments start unchanged;
+/// `harp check-config` lists the ones that are set as ignored.
+pub const IGNORED_ENV_VARS: &[&str] = &[
+    "HP_SPOA_ADDRESS",
+    "HP_VERBOSE_START",
+    "HP_WAIT_AGENT_HTTP",
+    "HP_WAIT_SPOA",
+    "HP_WAIT_FRP",
+    "HP_WAIT_INTERVAL",
+    "HP_WATCHDOG_ENABLED",
+    "HP_WATCHDOG_INTERVAL",
+    "HP_WATCHDOG_FAILS",
+    "HP_K8S_NAMESPACE",
+    "HP_K8S_API_SERVER",
+    "HP_K8S_CA_FILE",
+    "HP_K8S_BEARER_TOKEN",
+    "HP_K8S_BEARER_TOKEN_FILE",
+    "HP_K8S_VERIFY_SSL",
+    "HP_K8S_STORAGE_CLASS",
+    "HP_K8S_DEFAULT_STORAGE_SIZE",
+    "HP_K8S_HOST_ALIASES",
+];
+
+/// The process environment as a lookup. Invalid UTF-8 is replaced rather than dropped, so such
+/// a value fails validation (e.g. "non-ASCII" for the key) instead of silently counting as unset.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+}
+
+/// The recognised variables that are set. An empty value counts as unset (compose files often
+/// declare `HP_X=` to mean "default"), so it never overrides the YAML file.
+pub(crate) fn read(env: EnvLookup<'_>) -> Layer {
+    let mut layer = Layer::new(Origin::Env);
+    for key in Key::ALL {
+        if let Some(text) = env(key.env_name()).filter(|t| !t.is_empty()) {
+            layer.set(key, text);
+        }
+    }
+    layer
+}
+
+/// Which of [`IGNORED_ENV_VARS`] are set (names only: some hold secrets).
+pub fn ignored_vars(env: EnvLookup<'_>) -> Vec<&'static str> {
+    IGNORED_ENV_VARS
+        .iter()
+        .copied()
+        .filter(|name| env(name).is_some_and(|v| !v.is_empty()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_values_are_unset() {
+        let layer = read(&|name| match name {
+            "HP_LOG_LEVEL" => Some(String::new()),
+            "HP_THREADS" => Some("2".into()),
+            _ => None,
+        });
+        assert!(layer.get(Key::LogLevel).is_none());
+        assert_eq!(layer.get(Key::Threads).map(|r| r.text), Some("2"));
+    }
+
+    #[test]
+    fn ignored_vars_are_listed_when_set() {
+        let env = |name: &str| match name {
+            "HP_SPOA_ADDRESS" => Some("127.0.0.1:9600".to_string()),
+            "HP_WATCHDOG_FAILS" => Some("12".to_string()),
+            "HP_VERBOSE_START" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(
+            ignored_vars(&env),
+            vec!["HP_SPOA_ADDRESS", "HP_WATCHDOG_FAILS"]
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! Network values: listen addresses (`host:port`) and the trusted-proxy networks of
+//! HP_TRUSTED_PROXY_IPS, including `IpNet::contains` used by the client-IP resolver.
+//!
+//! Deliberate difference from HaRP (Q21): HaRP splits addresses with `cut -d:`, so IPv6 cannot be
+//! used; here `[v6]:port` works. Host names other than `localhost` are refused rather than
+//! resolved, so start-up never depends on DNS.
+
+use super::settings::IpNet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Parses a listen address: `host:port` where host is an IPv4 literal, `[IPv6]`, `localhost`,
+/// or `*`/empty for every interface.
+pub(crate) fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    let expected = || {
+        "expected host:port with an IPv4 address, [IPv6 address], localhost or * as host \
+         (e.g. 0.0.0.0:8780)"
+            .to_string()
+    };
+    let text = text.trim();
+    let (host, port) = text.rsplit_once(':').ok_or_else(expected)?;
+    let port: u16 = port.parse().map_err(|_| expected())?;
+    let ip = match host {
+        "" | "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        _ => match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => IpAddr::V6(v6.parse::<Ipv6Addr>().map_err(|_| expected())?),
+            None => IpAddr::V4(host.parse::<Ipv4Addr>().map_err(|_| expected())?),
+        },
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Quote characters that env files and compose files leak into values (HaRP fix #112).
+const PROXY_QUOTES: &[char] = &['\'', '"', '\u{201C}', '\u{201D}', '\u{2018}', '\u{2019}'];
+
+/// Parses HP_TRUSTED_PROXY_IPS the way HaRP's agent does: one bad entry is logged and skipped
+/// instead of disabling the whole list, because losing the list silently moves bans onto the
+/// reverse proxy itself.
+pub(crate) fn parse_trusted_proxies(setting: &str, text: &str) -> Vec<IpNet> {
+    let mut nets = Vec::new();
+    let mut any_entry = false;
+    for entry in text.split(',') {
+        let entry = entry.trim().trim_matches(PROXY_QUOTES).trim();
+        if entry.is_empty() {
+            continue;
+        }
+        any_entry = true;
+        match parse_net(entry) {
+            Ok((net, exact)) => {
+                if !exact {
+                    log::warn!(
+                        "{setting}: {entry} has host bits set; using {}",
+                        describe_net(&net)
+                    );
+                }
+                nets.push(net);
+            }
+            Err(problem) => log::error!("{setting}: ignoring {entry:?}: {problem}"),
+        }
+    }
+    if any_entry && nets.is_empty() {
+        log::error!(
+            "{setting}: no valid entry; X-Forwarded-For and X-Real-IP will not be trusted, so bans \
+             may hit the reverse proxy instead of the client"
+        );
+    }
+    nets
+}
+
+/// `addr[/prefix]` (IPv4 also `addr/netmask`); returns the masked network and whether the input
+/// already had no host bits.
+fn parse_net(entry: &str) -> Result<(IpNet, bool), String> {
+    let (addr, prefix) = match entry.split_once('/') {
+        Some((addr, prefix)) => (addr, Some(prefix)),
+        None => (entry, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| "expected an IP address or CIDR network".to_string())?;
+    let max = max_prefix(addr);
+    let prefix = match prefix {
+        None => max,
+        Some(p) => match p.parse::<u8>() {
+            Ok(p) if p <= max => p,
+            _ => netmask_prefix(addr, p)
+                .ok_or_else(|| format!("expected a prefix length from 0 to {max}"))?,
+        },
+    };
+    let masked = mask(addr, prefix);
+    Ok((
+        IpNet {
+            addr: masked,
+            prefix,
+        },
+        masked == addr,
+    ))
+}
+
+/// Python's `ip_network` also takes `10.0.0.0/255.255.255.0`; HaRP users may rely on it.
+fn netmask_prefix(addr: IpAddr, mask: &str) -> Option<u8> {
+    let (IpAddr::V4(_), Ok(mask)) = (addr, mask.parse::<Ipv4Addr>()) else {
+        return None;
+    };
+    let bits = u32::from(mask);
+    let prefix = bits.leading_ones();
+    (bits.checked_shl(prefix).unwrap_or(0) == 0).then_some(prefix as u8)
+}
+
+fn max_prefix(addr: IpAddr) -> u8 {
+    match addr {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
+        }
+    }
+}
+
+pub(crate) fn describe_net(net: &IpNet) -> String {
+    format!("{}/{}", net.addr, net.prefix)
+}
+
+impl IpNet {
+    /// Whether `ip` lies in this network. IPv4 peers seen on a dual-stack socket arrive as
+    /// IPv4-mapped IPv6 (`::ffff:10.0.0.5`) and must still match `10.0.0.0/24`; the network is
+    /// masked here too so hand-built values with host bits behave.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            (IpAddr::V6(_), IpAddr::V4(v4)) => IpAddr::V6(v4.to_ipv6_mapped()),
+            _ => ip,
+        };
+        let prefix = self.prefix.min(max_prefix(self.addr));
+        mask(ip, prefix) == mask(self.addr, prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(text: &str) -> IpNet {
+        parse_net(text).unwrap().0
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_address("0.0.0.0:8780"),
+            Ok("0.0.0.0:8780".parse().unwrap())
+        );
+        assert_eq!(
+            parse_address("localhost:8790"),
+            Ok("127.0.0.1:8790".parse().unwrap())
+        );
+        assert_eq!(parse_address("*:8782"), Ok("0.0.0.0:8782".parse().unwrap()));
+        assert_eq!(parse_address(":8782"), Ok("0.0.0.0:8782".parse().unwrap()));
+        assert_eq!(
+            parse_address("[::1]:8780"),
+            Ok("[::1]:8780".parse().unwrap())
+        );
+        assert_eq!(parse_address("[::]:8780"), Ok("[::]:8780".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_addresses() {
+        for bad in [
+            "",
+            "8780",
+            "0.0.0.0",
+            "0.0.0.0:",
+            "0.0.0.0:70000",
+            "::1:8780",
+            "example.com:80",
+            "1.2.3:80",
+        ] {
+            assert!(parse_address(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn b39_quoted_cidr_with_host_bits_is_masked() {
+        let nets = parse_trusted_proxies("HP_TRUSTED_PROXY_IPS", "'10.0.0.7/24'");
+        assert_eq!(nets, vec![net("10.0.0.0/24")]);
+        assert_eq!(nets[0].addr, "10.0.0.0".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn trusted_proxy_list_strips_quotes_skips_empty_and_bad_entries() {
+        let nets = parse_trusted_proxies(
+            "HP_TRUSTED_PROXY_IPS",
+            " \"172.16.0.0/12\", ,\u{201C}192.168.1.1\u{201D}, nonsense, 10.0.0.0/33, \u{2018}fd00::/8\u{2019},",
+        );
+        assert_eq!(
+            nets,
+            vec![net("172.16.0.0/12"), net("192.168.1.1/32"), net("fd00::/8")]
+        );
+    }
+
+    #[test]
+    fn bare_ips_are_host_networks() {
+        assert_eq!(net("10.1.2.3").prefix, 32);
+        assert_eq!(net("::1").prefix, 128);
+    }
+
+    #[test]
+    fn netmask_form() {
+        assert_eq!(net("10.0.0.0/255.255.255.0"), net("10.0.0.0/24"));
+        assert!(parse_net("10.0.0.0/255.0.255.0").is_err());
+    }
+
+    #[test]
+    fn contains_matches_mapped_ipv4_and_masks() {
+        let n = net("10.0.0.0/24");
+        assert!(n.contains("10.0.0.5".parse().unwrap()));
+        assert!(n.contains("::ffff:10.0.0.5".parse().unwrap()));
+        assert!(!n.contains("10.0.1.5".parse().unwrap()));
+        assert!(!n.contains("fe80::1".parse().unwrap()));
+        let unmasked = IpNet {
+            addr: "10.0.0.7".parse().unwrap(),
+            prefix: 24,
+        };
+        assert!(unmasked.contains("10.0.0.200".parse().unwrap()));
+        assert!(net("0.0.0.0/0").contains("8.8.8.8".parse().unwrap()));
+        assert!(net("::/0").contains("2001:db8::1".parse().unwrap()));
+        assert!(net("fd00::/8").contains("fd12::1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,226 @@
+//! Turns the layers into `Settings`: for each setting the environment wins over the YAML file,
+//! which wins over the built-in default; the winner is validated, and every problem is kept so
+//! that one start attempt reports them all.
+
+use super::error::ConfigError;
+use super::keys::Key;
+use super::layer::{named_error, Layer, Origin, Raw};
+use super::settings::{IpNet, LogLevel, Settings};
+use super::shared_key::{self, Culprit, KeySource};
+use super::{net, validate};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Built-in defaults (HaRP's image defaults, plus ours for the new settings).
+mod default {
+    pub const EXAPPS_ADDRESS: &str = "0.0.0.0:8780";
+    pub const EXAPPS_HTTPS_ADDRESS: &str = "0.0.0.0:8781";
+    pub const FRP_ADDRESS: &str = "0.0.0.0:8782";
+    pub const OPS_ADDRESS: &str = "127.0.0.1:8790";
+    pub const FRP_CERT_VALIDITY_DAYS: u32 = 5000;
+    pub const SESSION_LIFETIME_SECS: u64 = 3;
+    pub const BLACKLIST_WINDOW_SECS: u64 = 300;
+    pub const BLACKLIST_COUNT: u32 = 10;
+    pub const TIMEOUT_CONNECT_SECS: u64 = 30;
+    pub const TIMEOUT_CLIENT_SECS: u64 = 30;
+    pub const TIMEOUT_SERVER_SECS: u64 = 1800;
+    pub const NC_TIMEOUT_SECS: u64 = 25;
+    pub const DECISION_TIMEOUT_SECS: u64 = 30;
+    pub const CERTS_DIR: &str = "/certs";
+    pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+}
+
+struct Resolver<'a> {
+    layers: [Option<&'a Layer>; 2],
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Resolver<'a> {
+    /// The value that wins for `key`: environment first, then the YAML file.
+    fn raw(&self, key: Key) -> Option<Raw<'a>> {
+        self.layers
+            .iter()
+            .flatten()
+            .find_map(|layer| layer.get(key))
+    }
+
+    /// The validated value, or `None` when unset; an invalid value is recorded and also `None`.
+    fn parse<T>(&mut self, key: Key, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let raw = self.raw(key)?;
+        match parse(raw.text) {
+            Ok(value) => Some(value),
+            Err(problem) => {
+                self.errors.push(raw.error(problem));
+                None
+            }
+        }
+    }
+
+    fn or<T>(&mut self, key: Key, default: T, parse: impl Fn(&str) -> Result<T, String>) -> T {
+        self.parse(key, parse).unwrap_or(default)
+    }
+
+    fn address(&mut self, key: Key, default: &str) -> SocketAddr {
+        let fallback = default.parse().expect("built-in default address is valid");
+        self.or(key, fallback, validate::address)
+    }
+
+    /// The key and its file are one choice: if the environment names either, the YAML file's
+    /// pair is ignored as a whole, so HP_SHARED_KEY can override a `shared_key_file` in YAML.
+    fn shared_key(&mut self) -> String {
+        let layer = self
+            .layers
+            .iter()
+            .flatten()
+            .find(|layer| {
+                layer.get(Key::SharedKey).is_some() || layer.get(Key::SharedKeyFile).is_some()
+            })
+            .copied();
+        let key = layer.and_then(|l| l.get(Key::SharedKey));
+        let file = layer.and_then(|l| l.get(Key::SharedKeyFile));
+        let source = KeySource {
+            key: key.map(|r| r.text),
+            file: file.map(|r| r.text),
+        };
+        match shared_key::resolve(source) {
+            Ok(key) => key,
+            Err(e) => {
+                let error = match (e.culprit, key, file) {
+                    (Culprit::Key, Some(raw), _) | (Culprit::File, _, Some(raw)) => {
+                        raw.error(e.problem)
+                    }
+                    _ => named_error(Key::SharedKey, &Origin::Env, None, e.problem),
+                };
+                self.errors.push(error);
+                String::new()
+            }
+        }
+    }
+
+    fn nc_instance_url(&mut self) -> String {
+        if self.raw(Key::NcInstanceUrl).is_none() {
+            self.errors.push(named_error(
+                Key::NcInstanceUrl,
+                &Origin::Env,
+                None,
+                "not set; expected the base URL of Nextcloud, e.g. https://cloud.example.com (or \
+                 nc_instance_url in the config file)",
+            ));
+        }
+        self.parse(Key::NcInstanceUrl, validate::nc_instance_url)
+            .unwrap_or_default()
+    }
+
+    fn trusted_proxies(&self) -> Vec<IpNet> {
+        match self.raw(Key::TrustedProxyIps) {
+            Some(raw) => {
+                let setting = match raw.origin {
+                    Origin::Env => Key::TrustedProxyIps.env_name(),
+                    Origin::Yaml(_) => Key::TrustedProxyIps.yaml_name(),
+                };
+                net::parse_trusted_proxies(setting, raw.text)
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Validates the winning value of every setting; `Err` lists every problem found.
+pub(crate) fn settings(env: &Layer, yaml: Option<&Layer>) -> Result<Settings, Vec<ConfigError>> {
+    let mut r = Resolver {
+        layers: [Some(env), yaml],
+        errors: Vec::new(),
+    };
+    let secs = Duration::from_secs;
+
+    let shared_key = r.shared_key();
+    let nc_instance_url = r.nc_instance_url();
+    let timeout_server = r.or(
+        Key::TimeoutServer,
+        secs(default::TIMEOUT_SERVER_SECS),
+        validate::timeout,
+    );
+    let settings = Settings {
+        shared_key,
+        nc_instance_url,
+        exapps_address: r.address(Key::ExappsAddress, default::EXAPPS_ADDRESS),
+        exapps_https_address: r.address(Key::ExappsHttpsAddress, default::EXAPPS_HTTPS_ADDRESS),
+        frp_address: r.address(Key::FrpAddress, default::FRP_ADDRESS),
+        frp_disable_tls: r.or(Key::FrpDisableTls, false, validate::exactly_true),
+        frp_cert_validity_days: r.or(
+            Key::FrpCertValidityDays,
+            default::FRP_CERT_VALIDITY_DAYS,
+            validate::cert_validity_days,
+        ),
+        trusted_proxies: r.trusted_proxies(),
+        log_level: r.or(Key::LogLevel, LogLevel::Warning, validate::log_level),
+        session_lifetime: r.or(
+            Key::SessionLifetime,
+            secs(default::SESSION_LIFETIME_SECS),
+            validate::session_lifetime,
+        ),
+        blacklist_window: r.or(
+            Key::BlacklistWindow,
+            secs(default::BLACKLIST_WINDOW_SECS),
+            validate::blacklist_window,
+        ),
+        blacklist_count: r.or(
+            Key::BlacklistCount,
+            default::BLACKLIST_COUNT,
+            validate::blacklist_count,
+        ),
+        timeout_connect: r.or(
+            Key::TimeoutConnect,
+            secs(default::TIMEOUT_CONNECT_SECS),
+            validate::timeout,
+        ),
+        timeout_client: r.or(
+            Key::TimeoutClient,
+            secs(default::TIMEOUT_CLIENT_SECS),
+            validate::timeout,
+        ),
+        timeout_server,
+        // HaRP: the tunnel timeout follows the server timeout unless set on its own.
+        timeout_tunnel: r.or(
+            Key::TimeoutTunnel,
+            Some(timeout_server),
+            validate::tunnel_timeout,
+        ),
+        certs_dir: r.or(
+            Key::CertsDir,
+            PathBuf::from(default::CERTS_DIR),
+            validate::path,
+        ),
+        docker_socket: r.or(
+            Key::DockerSocket,
+            PathBuf::from(default::DOCKER_SOCKET),
+            validate::path,
+        ),
+        ops_address: r.address(Key::OpsAddress, default::OPS_ADDRESS),
+        nc_timeout: r.or(
+            Key::NcTimeout,
+            secs(default::NC_TIMEOUT_SECS),
+            validate::timeout,
+        ),
+        decision_timeout: r.or(
+            Key::DecisionTimeout,
+            secs(default::DECISION_TIMEOUT_SECS),
+            validate::timeout,
+        ),
+        frp_strict_ports: r.or(Key::FrpStrictPorts, true, validate::boolean),
+        k8s_enabled: r.or(Key::K8sEnabled, false, validate::k8s_enabled),
+        threads: r.or(Key::Threads, default_threads(), validate::threads),
+    };
+    if r.errors.is_empty() {
+        Ok(settings)
+    } else {
+        Err(r.errors)
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}

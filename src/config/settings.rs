@@ -1,0 +1,74 @@
+//! The one truth of configuration: every part of harp-rs reads `Settings`, never `std::env`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A network of trusted reverse proxies (HP_TRUSTED_PROXY_IPS entry), host bits masked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+/// Log verbosity as HaRP names it (HP_LOG_LEVEL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+/// Effective settings after defaults < YAML file < HP_* environment, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// HP_SHARED_KEY / HP_SHARED_KEY_FILE after HaRP's processing (quotes stripped, never empty).
+    pub shared_key: String,
+    /// NC_INSTANCE_URL with one trailing `/` and then one trailing `/index.php` removed.
+    pub nc_instance_url: String,
+    /// HP_EXAPPS_ADDRESS (default 0.0.0.0:8780).
+    pub exapps_address: SocketAddr,
+    /// HP_EXAPPS_HTTPS_ADDRESS (default 0.0.0.0:8781); used only when `$HP_CERTS_DIR/cert.pem` exists.
+    pub exapps_https_address: SocketAddr,
+    /// HP_FRP_ADDRESS (default 0.0.0.0:8782).
+    pub frp_address: SocketAddr,
+    /// HP_FRP_DISABLE_TLS: exactly `true` disables TLS.
+    pub frp_disable_tls: bool,
+    /// HP_FRP_CERT_VALIDITY_DAYS (default 5000, >= 1).
+    pub frp_cert_validity_days: u32,
+    /// HP_TRUSTED_PROXY_IPS.
+    pub trusted_proxies: Vec<IpNet>,
+    /// HP_LOG_LEVEL (default warning).
+    pub log_level: LogLevel,
+    /// HP_SESSION_LIFETIME, seconds in 0..=10 (default 3).
+    pub session_lifetime: Duration,
+    /// HP_BLACKLIST_WINDOW (default 300 s).
+    pub blacklist_window: Duration,
+    /// HP_BLACKLIST_COUNT (default 10, >= 1).
+    pub blacklist_count: u32,
+    /// HP_TIMEOUT_CONNECT (default 30 s).
+    pub timeout_connect: Duration,
+    /// HP_TIMEOUT_CLIENT (default 30 s).
+    pub timeout_client: Duration,
+    /// HP_TIMEOUT_SERVER (default 1800 s).
+    pub timeout_server: Duration,
+    /// HP_TIMEOUT_TUNNEL (default = server timeout); `None` = unlimited (`0`).
+    pub timeout_tunnel: Option<Duration>,
+    /// HP_CERTS_DIR (default /certs).
+    pub certs_dir: PathBuf,
+    /// HP_DOCKER_SOCKET (default /var/run/docker.sock).
+    pub docker_socket: PathBuf,
+    /// HP_OPS_ADDRESS (default 127.0.0.1:8790).
+    pub ops_address: SocketAddr,
+    /// HP_NC_TIMEOUT: total budget of one Nextcloud callback (default 25 s).
+    pub nc_timeout: Duration,
+    /// HP_DECISION_TIMEOUT: total budget of one routing decision (default 30 s).
+    pub decision_timeout: Duration,
+    /// HP_FRP_STRICT_PORTS (default true).
+    pub frp_strict_ports: bool,
+    /// HP_K8S_ENABLED (accepted for compatibility; Kubernetes is not implemented).
+    pub k8s_enabled: bool,
+    /// HP_THREADS: worker threads of the proxy service (default: number of CPUs).
+    pub threads: usize,
+}

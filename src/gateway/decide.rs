@@ -1,0 +1,292 @@
+//! The routing decision for one ExApp request (HaRP D7-D13): who may reach which ExApp, at
+//! which address, with which AppAPI headers. Reads only the request head; never writes.
+
+use crate::nextcloud::record::PUBLIC;
+use crate::nextcloud::{ExAppRecord, Host, LookupError, SessionError, User};
+use crate::state::AppState;
+use base64::Engine;
+use http::HeaderMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What to do with the request.
+pub enum Verdict {
+    /// Reset the connection without a response.
+    Drop {
+        strike: bool,
+    },
+    /// One of HaRP's plain-text answers (401, 403, 404, 503).
+    Deny {
+        status: u16,
+        strike: bool,
+    },
+    Forward(ExAppTarget),
+}
+
+/// Everything the proxy phases need to forward to an ExApp.
+pub struct ExAppTarget {
+    pub addr: SocketAddr,
+    pub version: String,
+    pub authorization: String,
+    /// Statuses that count as brute-force strikes when the ExApp answers with them.
+    pub record: Option<Arc<ExAppRecord>>,
+    pub route: Option<usize>,
+}
+
+impl ExAppTarget {
+    pub fn bruteforce_statuses(&self) -> &[u16] {
+        match (&self.record, self.route) {
+            (Some(r), Some(i)) => &r.routes[i].bruteforce_protection,
+            _ => &[],
+        }
+    }
+}
+
+/// The request facts the decision needs.
+pub struct Request<'a> {
+    pub app_lower: &'a str,
+    /// Target path after our Q3 normalisation, without the query.
+    pub target_path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub key_valid: bool,
+}
+
+const APPAPI_HEADERS: [&str; 6] = [
+    "ex-app-version",
+    "ex-app-id",
+    "ex-app-host",
+    "ex-app-port",
+    "authorization-app-api",
+    "harp-shared-key",
+];
+
+/// HaRP keeps the last occurrence of a repeated header.
+pub fn last_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers
+        .get_all(name)
+        .iter()
+        .next_back()
+        .map(|v| v.as_bytes())
+}
+
+/// The last `oc_sessionPassphrase` cookie, as HAProxy's `req.cook` finds it.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&[u8]> {
+    let mut found = None;
+    for line in headers.get_all("cookie") {
+        for pair in line.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            if let Some(value) = pair.strip_prefix(b"oc_sessionPassphrase=") {
+                found = Some(value);
+            } else if pair == b"oc_sessionPassphrase" {
+                found = Some(&b""[..]);
+            }
+        }
+    }
+    found
+}
+
+fn authorization_app_api(user_id: &str, token: &str) -> String {
+    let mut plain = String::with_capacity(user_id.len() + 1 + token.len());
+    plain.push_str(user_id);
+    plain.push(':');
+    plain.push_str(token);
+    base64::engine::general_purpose::STANDARD.encode(plain)
+}
+
+fn is_lifecycle_path(p: &str) -> bool {
+    matches!(p, "/heartbeat" | "/init" | "/enabled")
+}
+
+pub async fn decide(state: &AppState, req: &Request<'_>) -> Verdict {
+    let direct = APPAPI_HEADERS.iter().all(|h| req.headers.contains_key(*h));
+    if direct {
+        return decide_direct(state, req).await;
+    }
+    let record = match state.apps.get(&state.nextcloud, req.app_lower).await {
+        Ok(r) => r,
+        Err(LookupError::NotFound) => {
+            return Verdict::Deny {
+                status: 404,
+                strike: true,
+            }
+        }
+        Err(LookupError::Failed(why)) => {
+            log::warn!("ExApp {:?}: {why}", req.app_lower);
+            return Verdict::Deny {
+                status: 404,
+                strike: false,
+            };
+        }
+    };
+    authorize_by_routes(state, req, record).await
+}
+
+/// HaRP D7: AppAPI's own signed request, authorised by the key instead of a user.
+async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
+    if !req.key_valid {
+        return Verdict::Drop { strike: true };
+    }
+    let header = |n| {
+        last_header(req.headers, n)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .unwrap_or("")
+    };
+    let authorization = header("authorization-app-api");
+    let record = state.apps.get(&state.nextcloud, req.app_lower).await.ok();
+    if authorization.is_empty() {
+        // An empty signature proves nothing: route rules apply as for any request.
+        return match record {
+            Some(r) => authorize_by_routes(state, req, r).await,
+            None if is_lifecycle_path(req.target_path) => Verdict::Drop { strike: true },
+            None => Verdict::Deny {
+                status: 404,
+                strike: true,
+            },
+        };
+    }
+    let (host, port, version) = match &record {
+        Some(r) => (r.host.clone(), r.port, r.version.clone()),
+        None => {
+            let Ok(port) = header("ex-app-port").trim().parse::<u16>() else {
+                return Verdict::Deny {
+                    status: 503,
+                    strike: false,
+                };
+            };
+            (
+                Host::parse(header("ex-app-host")),
+                port,
+                header("ex-app-version").to_string(),
+            )
+        }
+    };
+    match state.apps.resolve(&host).await {
+        Ok(ip) => Verdict::Forward(ExAppTarget {
+            addr: SocketAddr::new(ip, port),
+            version,
+            authorization: authorization.to_string(),
+            record: None,
+            route: None,
+        }),
+        Err(why) => {
+            log::warn!("ExApp {:?}: {why}", req.app_lower);
+            Verdict::Deny {
+                status: 404,
+                strike: false,
+            }
+        }
+    }
+}
+
+/// HaRP D9-D12: lifecycle paths, the user, the first matching route, the upstream address.
+async fn authorize_by_routes(
+    state: &AppState,
+    req: &Request<'_>,
+    record: Arc<ExAppRecord>,
+) -> Verdict {
+    if is_lifecycle_path(req.target_path) {
+        return Verdict::Drop { strike: true };
+    }
+    let cookie = session_cookie(req.headers).unwrap_or(b"");
+    let authorization = last_header(req.headers, "authorization");
+    let user: Result<Option<Arc<User>>, String> = if !cookie.is_empty() || authorization.is_some() {
+        match state
+            .sessions
+            .user(
+                &state.nextcloud,
+                req.app_lower,
+                cookie,
+                authorization.unwrap_or(b""),
+                req.headers,
+            )
+            .await
+        {
+            Ok(u) => Ok(Some(u)),
+            Err(SessionError::Anonymous) => Ok(None),
+            Err(SessionError::Failed(why)) => Err(why),
+        }
+    } else {
+        Ok(None)
+    };
+    let Some(route_index) = record.routes.iter().position(|r| {
+        r.regex
+            .as_ref()
+            .is_some_and(|re| re.is_match(req.target_path))
+    }) else {
+        return match user {
+            Err(_) => Verdict::Deny {
+                status: 401,
+                strike: false,
+            },
+            Ok(_) => Verdict::Deny {
+                status: 404,
+                strike: true,
+            },
+        };
+    };
+    let route = &record.routes[route_index];
+    let user = match user {
+        Ok(u) => u,
+        // Our Q17 fix: Nextcloud being down must not lock anonymous visitors out of PUBLIC pages.
+        Err(_) if route.access_level == PUBLIC => None,
+        Err(why) => {
+            log::warn!("user-info for {:?} failed: {why}", req.app_lower);
+            return Verdict::Deny {
+                status: 401,
+                strike: false,
+            };
+        }
+    };
+    let allowed = route.access_level == PUBLIC
+        || user
+            .as_ref()
+            .is_some_and(|u| route.access_level <= u.access_level);
+    if !allowed {
+        return Verdict::Deny {
+            status: 403,
+            strike: true,
+        };
+    }
+    let ip = match state.apps.resolve(&record.host).await {
+        Ok(ip) => ip,
+        Err(why) => {
+            log::warn!("ExApp {:?}: {why}", req.app_lower);
+            return Verdict::Deny {
+                status: 404,
+                strike: false,
+            };
+        }
+    };
+    let user_id = user.as_ref().map_or("", |u| u.user_id.as_str());
+    Verdict::Forward(ExAppTarget {
+        addr: SocketAddr::new(ip, record.port),
+        version: record.version.clone(),
+        authorization: authorization_app_api(user_id, &record.token),
+        route: Some(route_index),
+        record: Some(record),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn d10_authorization_value() {
+        assert_eq!(authorization_app_api("", "tok"), "OnRvaw==");
+    }
+
+    #[test]
+    fn last_session_cookie_wins() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "a=1; oc_sessionPassphrase=first".parse().unwrap());
+        h.append(
+            "cookie",
+            "oc_sessionPassphrase=second; b=2".parse().unwrap(),
+        );
+        assert_eq!(session_cookie(&h), Some(&b"second"[..]));
+        let mut h = HeaderMap::new();
+        h.append("cookie", "OC_SESSIONPASSPHRASE=x".parse().unwrap());
+        assert_eq!(session_cookie(&h), None);
+    }
+}

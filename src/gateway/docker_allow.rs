@@ -1,0 +1,55 @@
+//! Which raw Docker Engine API calls AppAPI may make through the passthrough (HaRP §7).
+//! Matched on the percent-decoded target path, case-insensitively; GET also means HEAD (R5).
+
+use http::Method;
+use regex::RegexSet;
+use std::sync::LazyLock;
+
+static READS: LazyLock<RegexSet> = LazyLock::new(|| {
+    RegexSet::new([
+        r"(?i)^(/v[\d\.]+)?/_ping$",
+        r"(?i)^(/v[\d\.]+)?/images/.*/json",
+        r"(?i)^(/v[\d\.]+)?/containers/nc_app_[a-zA-Z0-9_.-]+/json",
+        r"(?i)^(/v[\d\.]+)?/containers/nc_app_[a-zA-Z0-9_.-]+/logs",
+    ])
+    .expect("static allowlist compiles")
+});
+
+static PULL: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"(?i)^(/v[\d\.]+)?/images/create").expect("static allowlist compiles")
+});
+
+pub fn is_allowed(method: &Method, decoded_path: &str) -> bool {
+    if method == Method::GET || method == Method::HEAD {
+        READS.is_match(decoded_path)
+    } else if method == Method::POST {
+        PULL.is_match(decoded_path)
+    } else {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn b45_b47_allowed_calls() {
+        assert!(is_allowed(&Method::GET, "/_ping"));
+        assert!(is_allowed(&Method::HEAD, "/v1.41/_ping"));
+        assert!(is_allowed(&Method::POST, "/v1.41/images/create"));
+        assert!(is_allowed(&Method::GET, "/v1.41/images/img/json"));
+        assert!(is_allowed(&Method::GET, "/containers/nc_app_x/json"));
+        assert!(is_allowed(&Method::GET, "/containers/nc_app_x/logs"));
+    }
+
+    #[test]
+    fn b46_everything_else_is_denied() {
+        assert!(!is_allowed(&Method::POST, "/_ping"));
+        assert!(!is_allowed(&Method::GET, "/v1.41/version"));
+        assert!(!is_allowed(&Method::POST, "/v1.41/containers/create"));
+        assert!(!is_allowed(&Method::GET, "/containers/other/json"));
+        assert!(!is_allowed(&Method::GET, "/"));
+        assert!(!is_allowed(&Method::DELETE, "/containers/nc_app_x/json"));
+    }
+}

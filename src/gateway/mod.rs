@@ -1,0 +1,420 @@
+//! The gateway: a Pingora `ProxyHttp` for `/exapps/...` with HaRP's decision pipeline (§3).
+//!
+//! `request_filter` decides (client IP, ban, path, app id, control channel, ExApp routes and
+//! user) and either answers itself or leaves an `Upstream` in the context; later phases only
+//! carry that decision out. The gateway never awaits Docker, and awaits Nextcloud only on a
+//! cache miss, within `HP_DECISION_TIMEOUT`.
+
+pub mod decide;
+pub mod docker_allow;
+pub mod path;
+pub mod responses;
+
+use crate::state::AppState;
+use async_trait::async_trait;
+use decide::{last_header, ExAppTarget, Request, Verdict};
+use http::Uri;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::ErrorType;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where a request that passed the decision goes.
+pub enum Upstream {
+    ExApp {
+        target: ExAppTarget,
+        uri: Uri,
+        app_id: String,
+    },
+    DockerEngine {
+        addr: SocketAddr,
+        uri: Uri,
+    },
+}
+
+/// Per-request state: decisions made in `request_filter`, used by later phases.
+pub struct RequestCtx {
+    started: Instant,
+    client_ip: IpAddr,
+    key_valid: bool,
+    upstream: Option<Upstream>,
+    silent_drop: bool,
+    connect_attempts: u8,
+    upgrade: bool,
+}
+
+pub struct Gateway {
+    state: Arc<AppState>,
+}
+
+/// HAProxy retries a refused connect three times before its 503 page.
+const CONNECT_RETRIES: u8 = 3;
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+enum Refusal {
+    Drop,
+    Status(u16),
+}
+
+impl Gateway {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Gateway { state }
+    }
+
+    fn strike(&self, ctx: &RequestCtx, strike: bool) {
+        // Our Q1 difference: callers holding the shared key are never struck.
+        if strike && !ctx.key_valid {
+            self.state.strike(ctx.client_ip);
+        }
+    }
+
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        how: Refusal,
+    ) -> Result<bool> {
+        match how {
+            Refusal::Drop => {
+                responses::arm_reset(session);
+                ctx.silent_drop = true;
+                Err(Error::explain(
+                    ErrorType::Custom("silent drop"),
+                    "request dropped",
+                ))
+            }
+            Refusal::Status(code) => {
+                responses::write_harp(session, code).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// HaRP D6: `/exapps/app_api/...` is AppAPI talking to HaRP itself.
+    async fn control(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        route: String,
+        query: Option<String>,
+    ) -> Result<bool> {
+        if !ctx.key_valid {
+            self.strike(ctx, true);
+            return self.refuse(session, ctx, Refusal::Status(401)).await;
+        }
+        let engine_port = last_header(&session.req_header().headers, "docker-engine-port")
+            .filter(|p| !p.is_empty());
+        if let (Some(port), false) = (engine_port, route.starts_with("/docker/")) {
+            let Some(port) = std::str::from_utf8(port)
+                .ok()
+                .and_then(|p| p.trim().parse::<u16>().ok())
+                .filter(|p| *p != 0)
+            else {
+                return self.refuse(session, ctx, Refusal::Status(503)).await;
+            };
+            let decoded = path::percent_decode(&route);
+            if !docker_allow::is_allowed(&session.req_header().method, &decoded) {
+                responses::write_haproxy(session, 403).await?;
+                return Ok(true);
+            }
+            let uri = upstream_uri(&route, query.as_deref())?;
+            ctx.upstream = Some(Upstream::DockerEngine {
+                addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+                uri,
+            });
+            return Ok(false);
+        }
+        crate::control::serve(session, &self.state, &route).await?;
+        Ok(true)
+    }
+}
+
+fn upstream_uri(path: &str, query: Option<&str>) -> Result<Uri> {
+    let text = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    text.parse::<Uri>().or_err(
+        ErrorType::InvalidHTTPHeader,
+        "upstream path is not a valid request target",
+    )
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            key_valid: false,
+            upstream: None,
+            silent_drop: false,
+            connect_attempts: 0,
+            upgrade: false,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let settings = &self.state.settings;
+        ctx.upgrade = session.is_upgrade_req();
+        session.set_read_timeout(if ctx.upgrade {
+            settings.timeout_tunnel
+        } else {
+            Some(settings.timeout_client)
+        });
+        session.set_keepalive(Some(settings.timeout_client.as_secs().max(1)));
+
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let req = session.req_header();
+        ctx.key_valid = last_header(&req.headers, "harp-shared-key")
+            .is_some_and(|k| self.state.is_shared_key(k));
+        ctx.client_ip = self.state.client_ip.resolve(peer, &req.headers);
+
+        if !ctx.key_valid && self.state.bans.is_banned(ctx.client_ip) {
+            log::info!("dropping request from banned {}", ctx.client_ip);
+            return self.refuse(session, ctx, Refusal::Drop).await;
+        }
+        let raw_path = req.uri.path();
+        if path::has_parent_segment(raw_path) {
+            self.strike(ctx, true);
+            return self.refuse(session, ctx, Refusal::Drop).await;
+        }
+        let Some(app_id) = path::app_id(raw_path) else {
+            self.strike(ctx, true);
+            return self.refuse(session, ctx, Refusal::Status(404)).await;
+        };
+        let target = path::normalize_unreserved(path::target_path(raw_path, app_id));
+        if app_id == "app_api" {
+            let (route, query) = (target.into_owned(), req.uri.query().map(str::to_string));
+            return self.control(session, ctx, route, query).await;
+        }
+
+        let app_lower = if app_id.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(app_id.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(app_id)
+        };
+        let decision = Request {
+            app_lower: &app_lower,
+            target_path: &target,
+            headers: &req.headers,
+            key_valid: ctx.key_valid,
+        };
+        let verdict = match tokio::time::timeout(
+            settings.decision_timeout,
+            decide::decide(&self.state, &decision),
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(_) => {
+                log::warn!(
+                    "decision for ExApp {app_lower:?} exceeded {:?}",
+                    settings.decision_timeout
+                );
+                Verdict::Deny {
+                    status: 503,
+                    strike: false,
+                }
+            }
+        };
+        match verdict {
+            Verdict::Forward(target_info) => {
+                let uri = upstream_uri(&target, req.uri.query())?;
+                let app_id = app_id.to_string();
+                ctx.upstream = Some(Upstream::ExApp {
+                    target: target_info,
+                    uri,
+                    app_id,
+                });
+                Ok(false)
+            }
+            Verdict::Drop { strike } => {
+                self.strike(ctx, strike);
+                self.refuse(session, ctx, Refusal::Drop).await
+            }
+            Verdict::Deny { status, strike } => {
+                self.strike(ctx, strike);
+                self.refuse(session, ctx, Refusal::Status(status)).await
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        if ctx.connect_attempts > 0 {
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+        ctx.connect_attempts += 1;
+        let addr = match &ctx.upstream {
+            Some(Upstream::ExApp { target, .. }) => target.addr,
+            Some(Upstream::DockerEngine { addr, .. }) => *addr,
+            None => {
+                return Err(Error::explain(
+                    ErrorType::InternalError,
+                    "no upstream decided",
+                ))
+            }
+        };
+        let settings = &self.state.settings;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        let io_timeout = if ctx.upgrade {
+            settings.timeout_tunnel
+        } else {
+            Some(settings.timeout_server)
+        };
+        peer.options.connection_timeout = Some(settings.timeout_connect);
+        peer.options.read_timeout = io_timeout;
+        peer.options.write_timeout = io_timeout;
+        peer.options.idle_timeout = Some(UPSTREAM_POOL_IDLE);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if ctx.connect_attempts <= CONNECT_RETRIES {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Our Q11 difference: the shared key never reaches an ExApp or a Docker engine.
+        upstream.remove_header("harp-shared-key");
+        match &ctx.upstream {
+            Some(Upstream::ExApp {
+                target,
+                uri,
+                app_id,
+            }) => {
+                upstream.set_uri(uri.clone());
+                upstream.insert_header("EX-APP-ID", app_id.as_str())?;
+                upstream.insert_header("EX-APP-VERSION", target.version.as_str())?;
+                upstream.insert_header("AUTHORIZATION-APP-API", target.authorization.as_str())?;
+                upstream.insert_header("AA-VERSION", "32")?;
+            }
+            Some(Upstream::DockerEngine { uri, .. }) => upstream.set_uri(uri.clone()),
+            None => {}
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(Upstream::ExApp { target, .. }) = &ctx.upstream {
+            if target
+                .bruteforce_statuses()
+                .contains(&upstream.status.as_u16())
+            {
+                self.strike(ctx, true);
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let no_reply = FailToProxy {
+            error_code: 0,
+            can_reuse_downstream: false,
+        };
+        if ctx.silent_drop || session.response_written().is_some() {
+            return no_reply;
+        }
+        let code = match (e.esource(), e.etype()) {
+            (_, ErrorType::HTTPStatus(c)) => *c,
+            (pingora::ErrorSource::Upstream, ErrorType::ReadTimedout) => 504,
+            (pingora::ErrorSource::Upstream, t) if is_connect_failure(t) => 503,
+            (pingora::ErrorSource::Upstream, _) => 502,
+            (
+                pingora::ErrorSource::Downstream,
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+            ) => {
+                return no_reply;
+            }
+            (pingora::ErrorSource::Downstream, _) => 400,
+            _ if is_connect_failure(e.etype()) => 503,
+            _ => {
+                let _ = responses::write_harp(session, 503).await;
+                return FailToProxy {
+                    error_code: 503,
+                    can_reuse_downstream: false,
+                };
+            }
+        };
+        if let Err(err) = responses::write_haproxy(session, code).await {
+            log::debug!("could not send the error page: {err}");
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _e: &Error) -> bool {
+        ctx.silent_drop
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if !log::log_enabled!(target: "access", log::Level::Info) {
+            return;
+        }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        log::info!(
+            target: "access",
+            "{} {} {} {} {}ms{}",
+            ctx.client_ip,
+            req.method,
+            req.uri.path(),
+            if ctx.silent_drop { "dropped".to_string() } else { status.to_string() },
+            ctx.started.elapsed().as_millis(),
+            e.map(|e| format!(" error={}", e.etype().as_str())).unwrap_or_default()
+        );
+    }
+}
+
+fn is_connect_failure(t: &ErrorType) -> bool {
+    matches!(
+        t,
+        ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::BindError
+            | ErrorType::SocketError
+            | ErrorType::ConnectProxyFailure
+    )
+}

@@ -1,0 +1,113 @@
+//! Every response harp-rs writes itself, byte for byte as HaRP does (R1), and the silent drop.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+/// HaRP's own verdicts: `text/plain`, no charset, no trailing newline.
+pub fn harp_body(status: u16) -> &'static str {
+    match status {
+        401 => "401 Unauthorized",
+        403 => "403 Forbidden",
+        404 => "404 Not Found",
+        _ => "503 Service Unavailable (HaRP)",
+    }
+}
+
+/// HAProxy's built-in error pages, which HaRP's clients see after forwarding fails.
+pub fn haproxy_page(status: u16) -> &'static str {
+    match status {
+        400 => "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n",
+        403 => "<html><body><h1>403 Forbidden</h1>\nRequest forbidden by administrative rules.\n</body></html>\n",
+        502 => "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n",
+        504 => "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n",
+        _ => "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n",
+    }
+}
+
+fn canonical_status(status: u16) -> u16 {
+    match status {
+        400 | 403 | 502 | 504 => status,
+        _ => 503,
+    }
+}
+
+/// Write a complete response with a fixed body.
+pub async fn write(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+    extra: &[(&'static str, &'static str)],
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(3 + extra.len()))?;
+    resp.insert_header("content-type", content_type)?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    for (k, v) in extra {
+        resp.insert_header(*k, *v)?;
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+pub async fn write_harp(session: &mut Session, status: u16) -> Result<()> {
+    write(
+        session,
+        status,
+        "text/plain",
+        Bytes::from_static(harp_body(status).as_bytes()),
+        &[],
+    )
+    .await
+}
+
+pub async fn write_haproxy(session: &mut Session, status: u16) -> Result<()> {
+    let status = canonical_status(status);
+    write(
+        session,
+        status,
+        "text/html",
+        Bytes::from_static(haproxy_page(status).as_bytes()),
+        &[("cache-control", "no-cache")],
+    )
+    .await
+}
+
+/// Arrange for the client connection to end with a TCP reset and no HTTP bytes (HaRP's
+/// `silent-drop`, Q22). The caller then fails the request so Pingora closes the socket.
+pub fn arm_reset(session: &Session) {
+    let Some(stream) = session.stream() else {
+        return;
+    };
+    let fd = stream.id();
+    if fd < 0 {
+        return;
+    }
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: fd is the live socket owned by this session; SO_LINGER only changes close().
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::debug!(
+            "SO_LINGER on fd {fd} failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

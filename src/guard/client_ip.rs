@@ -1,0 +1,113 @@
+//! Who the client really is when harp-rs sits behind trusted reverse proxies.
+//!
+//! Deliberate difference from HaRP (Q1): HaRP trusts the leftmost X-Forwarded-For entry, which a
+//! client controls whenever its proxy appends. We walk the header from the right and skip trusted
+//! hops, so the address we ban or credit is the one the nearest trusted proxy actually saw.
+
+use crate::config::IpNet;
+use http::HeaderMap;
+use std::net::IpAddr;
+
+pub struct ClientIpResolver {
+    trusted: Vec<IpNet>,
+}
+
+impl ClientIpResolver {
+    pub fn new(trusted: Vec<IpNet>) -> Self {
+        ClientIpResolver { trusted }
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|n| n.contains(ip))
+    }
+
+    pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
+        if self.trusted.is_empty() || !self.is_trusted(peer) {
+            return peer;
+        }
+        if let Some(ip) = self.forwarded_for_client(headers) {
+            return ip;
+        }
+        headers
+            .get_all("x-real-ip")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
+            .unwrap_or(peer)
+    }
+
+    /// The rightmost entry that is not a trusted proxy; the leftmost if every hop is trusted.
+    fn forwarded_for_client(&self, headers: &HeaderMap) -> Option<IpAddr> {
+        let mut leftmost_trusted = None;
+        for line in headers.get_all("x-forwarded-for").iter().rev() {
+            let line = line.to_str().ok()?;
+            for entry in line.rsplit(',') {
+                let ip = entry.trim().parse::<IpAddr>().ok()?.to_canonical();
+                if !self.is_trusted(ip) {
+                    return Some(ip);
+                }
+                leftmost_trusted = Some(ip);
+            }
+        }
+        leftmost_trusted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str, p: u8) -> IpNet {
+        IpNet {
+            addr: s.parse().unwrap(),
+            prefix: p,
+        }
+    }
+
+    fn hdrs(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn rightmost_untrusted_entry_wins() {
+        let r = ClientIpResolver::new(vec![net("10.0.0.0", 24)]);
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let h = hdrs(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.9")]);
+        assert_eq!(r.resolve(peer, &h), "1.2.3.4".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn untrusted_peer_ignores_headers() {
+        let r = ClientIpResolver::new(vec![net("10.0.0.0", 24)]);
+        let h = hdrs(&[("x-forwarded-for", "1.2.3.4")]);
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(r.resolve(peer, &h), peer);
+    }
+
+    #[test]
+    fn garbage_falls_back_to_real_ip_then_peer() {
+        let r = ClientIpResolver::new(vec![net("10.0.0.0", 24)]);
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let h = hdrs(&[("x-forwarded-for", "garbage"), ("x-real-ip", "5.6.7.8")]);
+        assert_eq!(r.resolve(peer, &h), "5.6.7.8".parse::<IpAddr>().unwrap());
+        let h = hdrs(&[("x-forwarded-for", "garbage"), ("x-real-ip", "nope")]);
+        assert_eq!(r.resolve(peer, &h), peer);
+    }
+
+    #[test]
+    fn ipv6_is_canonical() {
+        let r = ClientIpResolver::new(vec![net("::1", 128)]);
+        let h = hdrs(&[("x-forwarded-for", "2001:db8:0:0::1")]);
+        assert_eq!(
+            r.resolve("::1".parse().unwrap(), &h).to_string(),
+            "2001:db8::1"
+        );
+    }
+}

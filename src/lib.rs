@@ -1,0 +1,15 @@
+//! harp-rs: a drop-in replacement for Nextcloud's HaRP, built on Pingora.
+//!
+//! One process serves what HaRP needed HAProxy, a Python SPOE agent, frps and shell supervision
+//! for: the `/exapps/` gateway (`gateway`), AppAPI's control API (`control`), and their shared
+//! state (`state`: Nextcloud client and caches, brute-force guard).
+
+pub mod config;
+pub mod control;
+pub mod gateway;
+pub mod guard;
+pub mod nextcloud;
+pub mod ops;
+pub mod server;
+pub mod state;
+pub mod tunnel;

@@ -1,0 +1,133 @@
+//! The `harp` command line: run the gateway, or check the configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: harp [run] [--config PATH]
+       harp check-config [--config PATH]
+       harp healthcheck [--config PATH]
+       harp --version
+
+Settings come from HaRP's HP_* environment variables, optionally on top of a YAML file
+(--config PATH or HARP_CONFIG). See conf/harp.yaml for every setting.";
+
+struct Cli {
+    command: String,
+    config: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Cli, String> {
+    let mut args = std::env::args().skip(1);
+    let mut cli = Cli {
+        command: "run".into(),
+        config: None,
+    };
+    let mut command_seen = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => {
+                cli.config = Some(args.next().ok_or("--config needs a path")?.into())
+            }
+            a if a.starts_with("--config=") => cli.config = Some(a["--config=".len()..].into()),
+            "--help" | "-h" => cli.command = "help".into(),
+            "--version" | "-V" => cli.command = "version".into(),
+            "run" | "check-config" | "healthcheck" if !command_seen => {
+                command_seen = true;
+                cli.command = arg;
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(cli)
+}
+
+/// Started before the settings are read so their warnings are not lost; narrowed afterwards.
+fn init_logging() {
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Trace)
+        .format_timestamp_millis()
+        .init();
+    log::set_max_level(log::LevelFilter::Warn);
+}
+
+fn main() -> ExitCode {
+    let cli = match parse_args() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("harp: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.as_str() {
+        "help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        "version" => {
+            println!("harp {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    init_logging();
+    let settings = match harp::config::load_from_process_env(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("harp: invalid configuration:\n{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command.as_str() {
+        "check-config" => {
+            println!("{}", settings.describe());
+            for var in harp::config::ignored_vars_in_process_env() {
+                println!("# ignored: {var} configures a process harp-rs does not have");
+            }
+            ExitCode::SUCCESS
+        }
+        "healthcheck" => healthcheck(&settings),
+        _ => {
+            log::set_max_level(settings.log_level.to_level_filter());
+            match harp::server::build(settings) {
+                Ok(server) => server.run_forever(),
+                Err(e) => {
+                    eprintln!("harp: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+/// Exit 0 when the ops listener answers `/heartbeat` within 5 s (used by the image's HEALTHCHECK).
+fn healthcheck(settings: &harp::config::Settings) -> ExitCode {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let mut addr = settings.ops_address;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = Duration::from_secs(5);
+    let check = || -> std::io::Result<bool> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(b"GET /heartbeat HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut buf = Vec::new();
+        s.take(4096).read_to_end(&mut buf)?;
+        Ok(buf.starts_with(b"HTTP/1.1 200"))
+    };
+    match check() {
+        Ok(true) => {
+            println!("OK: harp answers on {addr}");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            eprintln!("harp on {addr} did not answer 200");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("harp on {addr} is unreachable: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The caches in front of Nextcloud: ExApp records (permanent until replaced), the 15 s negative
+//! cache, the session cache, and DNS answers for ExApp hosts. Concurrent misses for one key make
+//! one call (singleflight through moka's `try_get_with`). Every cache is bounded (HaRP Q7).
+
+use super::client::{MetaError, NextcloudClient, User, UserError};
+use super::record::{ExAppRecord, Host};
+use http::HeaderMap;
+use moka::future::Cache;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long Nextcloud's "no such app" is believed (HaRP R7).
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(15);
+const MAX_APPS: u64 = 10_000;
+/// Records are permanent in HaRP; an app unused for a day is simply fetched again.
+const RECORD_IDLE: Duration = Duration::from_secs(24 * 3600);
+const MAX_SESSIONS: u64 = 100_000;
+const DNS_TTL: Duration = Duration::from_secs(30);
+const DNS_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub enum LookupError {
+    NotFound,
+    Failed(String),
+}
+
+/// ExApp records by lower-case app id.
+pub struct ExAppDirectory {
+    records: Cache<String, Arc<ExAppRecord>>,
+    unknown: moka::sync::Cache<String, ()>,
+    dns: Cache<String, IpAddr>,
+}
+
+impl Default for ExAppDirectory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ExAppDirectory {
+    pub fn new() -> Self {
+        ExAppDirectory {
+            records: Cache::builder()
+                .max_capacity(MAX_APPS)
+                .time_to_idle(RECORD_IDLE)
+                .build(),
+            unknown: moka::sync::Cache::builder()
+                .max_capacity(MAX_APPS)
+                .time_to_live(NEGATIVE_TTL)
+                .build(),
+            dns: Cache::builder()
+                .max_capacity(MAX_APPS)
+                .time_to_live(DNS_TTL)
+                .build(),
+        }
+    }
+
+    /// The record for `app_lower`: cached, or fetched once however many requests wait for it.
+    pub async fn get(
+        &self,
+        nc: &NextcloudClient,
+        app_lower: &str,
+    ) -> Result<Arc<ExAppRecord>, LookupError> {
+        if let Some(r) = self.records.get(app_lower).await {
+            return Ok(r);
+        }
+        if self.unknown.contains_key(app_lower) {
+            return Err(LookupError::NotFound);
+        }
+        let fetched = self
+            .records
+            .try_get_with(app_lower.to_string(), async {
+                nc.exapp_meta(app_lower).await.map(Arc::new)
+            })
+            .await;
+        match fetched {
+            Ok(r) => Ok(r),
+            Err(e) => match &*e {
+                MetaError::NotFound => {
+                    self.unknown.insert(app_lower.to_string(), ());
+                    Err(LookupError::NotFound)
+                }
+                MetaError::Failed(why) => Err(LookupError::Failed(why.clone())),
+            },
+        }
+    }
+
+    /// `POST /exapp_storage/<id>`: replace the record and forget a pending "not found".
+    pub async fn store(&self, app_lower: String, record: ExAppRecord) {
+        self.unknown.invalidate(&app_lower);
+        self.records.insert(app_lower, Arc::new(record)).await;
+    }
+
+    /// `DELETE /exapp_storage/<id>`: true if a record was cached.
+    pub async fn remove(&self, app_lower: &str) -> bool {
+        self.records.remove(app_lower).await.is_some()
+    }
+
+    /// The address to dial for `host`, re-resolved every 30 s (HaRP Q14 caches it forever).
+    pub async fn resolve(&self, host: &Host) -> Result<IpAddr, String> {
+        match host {
+            Host::Ip(ip) => Ok(*ip),
+            Host::Name(name) => {
+                if let Some(ip) = self.dns.get(name.as_str()).await {
+                    return Ok(ip);
+                }
+                self.dns
+                    .try_get_with(name.clone(), resolve_host(name))
+                    .await
+                    .map_err(|e| (*e).clone())
+            }
+        }
+    }
+}
+
+/// First IPv4 answer, else first IPv6 answer, like HaRP.
+async fn resolve_host(name: &str) -> Result<IpAddr, String> {
+    let lookup = tokio::net::lookup_host((name, 0));
+    let addrs: Vec<_> = match tokio::time::timeout(DNS_TIMEOUT, lookup).await {
+        Ok(Ok(a)) => a.map(|s| s.ip()).collect(),
+        Ok(Err(e)) => return Err(format!("cannot resolve {name:?}: {e}")),
+        Err(_) => return Err(format!("resolving {name:?} timed out")),
+    };
+    addrs
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{name:?} has no address"))
+}
+
+/// The session cache: who a credential belongs to, for `HP_SESSION_LIFETIME`.
+///
+/// Keyed by a salted SHA-256 of the session cookie and the Authorization header (HaRP Q20), so
+/// Basic and Bearer callers are cached too and raw credentials are never kept in memory.
+pub struct SessionCache {
+    users: Option<Cache<[u8; 32], Arc<User>>>,
+    salt: [u8; 32],
+}
+
+#[derive(Debug, Clone)]
+pub enum SessionError {
+    Anonymous,
+    Failed(String),
+}
+
+impl SessionCache {
+    pub fn new(lifetime: Duration) -> Self {
+        let mut salt = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+            .expect("the system random generator is unavailable");
+        let users = (!lifetime.is_zero()).then(|| {
+            Cache::builder()
+                .max_capacity(MAX_SESSIONS)
+                .time_to_live(lifetime)
+                .build()
+        });
+        SessionCache { users, salt }
+    }
+
+    fn key(&self, cookie: &[u8], authorization: &[u8]) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&self.salt);
+        // Length prefixes keep ("ab","c") and ("a","bc") apart.
+        ctx.update(&(cookie.len() as u64).to_le_bytes());
+        ctx.update(cookie);
+        ctx.update(authorization);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    /// The user behind these credentials: cached, or asked from Nextcloud once per key.
+    pub async fn user(
+        &self,
+        nc: &NextcloudClient,
+        app_lower: &str,
+        cookie: &[u8],
+        authorization: &[u8],
+        headers: &HeaderMap,
+    ) -> Result<Arc<User>, SessionError> {
+        let Some(users) = &self.users else {
+            return fetch_user(nc, app_lower, headers).await;
+        };
+        let key = self.key(cookie, authorization);
+        if let Some(u) = users.get(&key).await {
+            return Ok(u);
+        }
+        users
+            .try_get_with(key, fetch_user(nc, app_lower, headers))
+            .await
+            .map_err(|e| (*e).clone())
+    }
+}
+
+async fn fetch_user(
+    nc: &NextcloudClient,
+    app_lower: &str,
+    headers: &HeaderMap,
+) -> Result<Arc<User>, SessionError> {
+    match nc.user_info(app_lower, headers).await {
+        Ok(u) => Ok(Arc::new(u)),
+        Err(UserError::Anonymous) => Err(SessionError::Anonymous),
+        Err(UserError::Failed(why)) => Err(SessionError::Failed(why)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_keys_separate_cookie_and_authorization() {
+        let c = SessionCache::new(Duration::from_secs(3));
+        assert_ne!(c.key(b"ab", b"c"), c.key(b"a", b"bc"));
+        assert_eq!(c.key(b"a", b"b"), c.key(b"a", b"b"));
+        assert_ne!(
+            c.key(b"a", b""),
+            SessionCache::new(Duration::from_secs(3)).key(b"a", b"")
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! Assembles the Pingora `Server`: the ExApp proxy (HTTP, and HTTPS when a certificate exists)
+//! and the ops listener, all sharing one `AppState`.
+
+use crate::config::Settings;
+use crate::gateway::Gateway;
+use crate::ops::OpsApp;
+use crate::state::AppState;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::listening::Service;
+use std::sync::Arc;
+
+/// Seconds in-flight requests get after SIGTERM before the process exits.
+const GRACE_PERIOD_SECS: u64 = 5;
+
+pub fn build(settings: Settings) -> Result<Server, String> {
+    let https_cert = settings.certs_dir.join("cert.pem");
+    let threads = settings.threads;
+    let (http_addr, https_addr, ops_addr) = (
+        settings.exapps_address.to_string(),
+        settings.exapps_https_address.to_string(),
+        settings.ops_address.to_string(),
+    );
+    let state = Arc::new(AppState::new(settings)?);
+
+    let run_dir = std::env::temp_dir();
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(GRACE_PERIOD_SECS),
+        graceful_shutdown_timeout_seconds: Some(2),
+        pid_file: run_dir
+            .join(format!("harp-{}.pid", std::process::id()))
+            .display()
+            .to_string(),
+        upgrade_sock: run_dir
+            .join(format!("harp-upgrade-{}.sock", std::process::id()))
+            .display()
+            .to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(state),
+        "harp gateway",
+    );
+    proxy.add_tcp(&http_addr);
+    if https_cert.is_file() {
+        let cert = https_cert.display().to_string();
+        proxy
+            .add_tls(&https_addr, &cert, &cert)
+            .map_err(|e| format!("cannot use {cert} for HTTPS: {e}"))?;
+        log::info!("HTTPS listener on {https_addr} with {cert}");
+    }
+    server.add_service(proxy);
+
+    let mut ops = Service::new("harp ops".to_string(), HttpServer::new_app(OpsApp));
+    ops.add_tcp(&ops_addr);
+    server.add_service(ops);
+    Ok(server)
+}

@@ -1,0 +1,44 @@
+//! The state every service shares: settings, Nextcloud client and caches, the ban list.
+//! Built once at start; everything inside is internally synchronised.
+
+use crate::config::Settings;
+use crate::guard::{BanList, ClientIpResolver};
+use crate::nextcloud::{ExAppDirectory, NextcloudClient, SessionCache};
+use std::net::IpAddr;
+use subtle::ConstantTimeEq;
+
+pub struct AppState {
+    pub settings: Settings,
+    pub nextcloud: NextcloudClient,
+    pub apps: ExAppDirectory,
+    pub sessions: SessionCache,
+    pub bans: BanList,
+    pub client_ip: ClientIpResolver,
+}
+
+impl AppState {
+    pub fn new(settings: Settings) -> Result<Self, String> {
+        let nextcloud = NextcloudClient::new(
+            &settings.nc_instance_url,
+            &settings.shared_key,
+            settings.nc_timeout,
+        )?;
+        Ok(AppState {
+            nextcloud,
+            apps: ExAppDirectory::new(),
+            sessions: SessionCache::new(settings.session_lifetime),
+            bans: BanList::new(settings.blacklist_window, settings.blacklist_count),
+            client_ip: ClientIpResolver::new(settings.trusted_proxies.clone()),
+            settings,
+        })
+    }
+
+    /// Constant-time comparison with the shared key (HaRP Q5).
+    pub fn is_shared_key(&self, candidate: &[u8]) -> bool {
+        bool::from(self.settings.shared_key.as_bytes().ct_eq(candidate))
+    }
+
+    pub fn strike(&self, ip: IpAddr) {
+        self.bans.strike(ip);
+    }
+}
