@@ -2,6 +2,7 @@
 //! and the ops listener, all sharing one `AppState`.
 
 use crate::config::Settings;
+use crate::gateway::listener::ClientTimeoutApp;
 use crate::gateway::Gateway;
 use crate::ops::OpsApp;
 use crate::state::AppState;
@@ -42,10 +43,13 @@ pub fn build(settings: Settings) -> Result<Server, String> {
     let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(state),
-        "harp gateway",
+    let client_timeout = state.settings.timeout_client;
+    let mut gateway =
+        pingora::proxy::HttpProxy::new(Gateway::new(state), server.configuration.clone());
+    gateway.handle_init_modules();
+    let mut proxy = Service::new(
+        "harp gateway".to_string(),
+        ClientTimeoutApp::new(gateway, client_timeout),
     );
     proxy.add_tcp(&http_addr);
     if https_cert.is_file() {

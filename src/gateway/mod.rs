@@ -7,6 +7,7 @@
 
 pub mod decide;
 pub mod docker_allow;
+pub mod listener;
 pub mod path;
 pub mod responses;
 

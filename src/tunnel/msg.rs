@@ -9,7 +9,8 @@
 //! Decoding is as lenient as Go where it matters for interoperability: unknown fields are
 //! ignored and missing fields take their zero value. Two Go leniencies are not reproduced
 //! because frpc never relies on them: case-insensitive key matching and `null` for a scalar.
-//! A duplicated key is rejected (Go keeps the last one).
+//! Two differences go the other way and are harmless: a duplicated key is rejected (Go keeps
+//! the last one), and serde accepts a struct written as a JSON array (Go refuses it).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -630,6 +631,9 @@ impl fmt::Display for MessageType {
 
 /// Any frp message. The session layer matches on this; variants it has no handler for are
 /// ignored, as frp does.
+// NewProxy makes this ~500 bytes; messages are handled one at a time, never stored in bulk,
+// so boxing it would only make matching clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Login(Login),

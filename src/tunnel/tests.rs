@@ -686,7 +686,7 @@ fn s4_body_of_exactly_the_limit_is_accepted() {
 #[test]
 fn s4_body_one_over_the_limit_is_rejected_from_the_header_alone() {
     let mut buf = BytesMut::new();
-    buf.extend_from_slice(&[b'c']);
+    buf.extend_from_slice(b"c");
     buf.extend_from_slice(&((MAX_BODY_LEN as i64) + 1).to_be_bytes());
     match Decoder::new().decode(&mut buf) {
         Err(FrameError::TooLong { len, max, .. }) => {
@@ -700,7 +700,7 @@ fn s4_body_one_over_the_limit_is_rejected_from_the_header_alone() {
 fn s4_huge_length_is_rejected_without_allocating() {
     for len in [i64::MAX, 1 << 40, u32::MAX as i64] {
         let mut buf = BytesMut::with_capacity(HEADER_LEN);
-        buf.extend_from_slice(&[b'o']);
+        buf.extend_from_slice(b"o");
         buf.extend_from_slice(&len.to_be_bytes());
         let before = buf.capacity();
         assert!(matches!(
@@ -714,7 +714,7 @@ fn s4_huge_length_is_rejected_without_allocating() {
 #[test]
 fn s4_partial_frame_reserves_at_most_the_bound() {
     let mut buf = BytesMut::new();
-    buf.extend_from_slice(&[b'c']);
+    buf.extend_from_slice(b"c");
     buf.extend_from_slice(&(MAX_BODY_LEN as i64).to_be_bytes());
     assert!(Decoder::new().decode(&mut buf).unwrap().is_none());
     assert!(buf.capacity() >= HEADER_LEN + MAX_BODY_LEN);
@@ -725,7 +725,7 @@ fn s4_partial_frame_reserves_at_most_the_bound() {
 fn s4_negative_length_is_rejected() {
     for len in [-1i64, i64::MIN] {
         let mut buf = BytesMut::new();
-        buf.extend_from_slice(&[b'r']);
+        buf.extend_from_slice(b"r");
         buf.extend_from_slice(&len.to_be_bytes());
         assert!(matches!(
             Decoder::new().decode(&mut buf),
@@ -745,7 +745,7 @@ fn s4_invalid_json_is_an_error_and_consumes_the_frame() {
         b"\xff\xfe",
         br#"{"timestamp":"x"}"#,
     ] {
-        buf.extend_from_slice(&[b'o']);
+        buf.extend_from_slice(b"o");
         buf.extend_from_slice(&(body.len() as i64).to_be_bytes());
         buf.extend_from_slice(body);
     }
