@@ -170,7 +170,11 @@ impl ProxyHttp for Gateway {
         } else {
             Some(settings.timeout_client)
         });
-        session.set_keepalive(Some(settings.timeout_client.as_secs().max(1)));
+        // Only shorten keep-alive: Pingora has already turned it off where HTTP requires a close
+        // (HTTP/1.0 without keep-alive, Content-Length with Transfer-Encoding).
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(settings.timeout_client.as_secs().max(1)));
+        }
 
         let peer = session
             .client_addr()
