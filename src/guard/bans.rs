@@ -11,6 +11,18 @@ use std::time::{Duration, Instant};
 
 const MAX_IPS: u64 = 100_000;
 
+#[cfg(test)]
+impl BanList {
+    fn tracked_ips(&self) -> u64 {
+        self.strikes.run_pending_tasks();
+        self.strikes.entry_count()
+    }
+
+    fn kept_strikes(&self, ip: IpAddr) -> usize {
+        self.strikes.get(&ip).map_or(0, |e| e.lock().unwrap().len())
+    }
+}
+
 pub struct BanList {
     strikes: Cache<IpAddr, Arc<Mutex<VecDeque<Instant>>>>,
     window: Duration,
@@ -95,6 +107,28 @@ mod tests {
         assert!(b.is_banned(ip));
         std::thread::sleep(Duration::from_millis(250));
         assert!(!b.is_banned(ip));
+    }
+
+    #[test]
+    fn q7_only_the_strikes_that_can_matter_are_kept() {
+        let b = BanList::new(Duration::from_secs(60), 3);
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        for _ in 0..50 {
+            b.strike(ip);
+        }
+        assert_eq!(b.kept_strikes(ip), 3);
+        assert!(b.is_banned(ip));
+    }
+
+    #[test]
+    fn q7_addresses_idle_for_a_window_are_forgotten() {
+        let b = BanList::new(Duration::from_secs(1), 3);
+        for i in 0..100u8 {
+            b.strike(IpAddr::from([192, 0, 2, i]));
+        }
+        assert_eq!(b.tracked_ips(), 100);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(b.tracked_ips(), 0);
     }
 
     #[test]
