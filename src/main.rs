@@ -1,6 +1,9 @@
 //! The `harp` command line: run the gateway, or check the configuration.
 
 use std::path::PathBuf;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: harp [run] [--config PATH]

@@ -28,6 +28,8 @@ pub fn build(settings: Settings) -> Result<Server, String> {
     let run_dir = std::env::temp_dir();
     let conf = ServerConf {
         threads,
+        // One runtime per thread: cheaper scheduling on the per-request path (pingora-notes (e)).
+        work_stealing: false,
         grace_period_seconds: Some(GRACE_PERIOD_SECS),
         graceful_shutdown_timeout_seconds: Some(2),
         pid_file: run_dir
