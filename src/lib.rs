@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod control;
+pub mod docker;
 pub mod gateway;
 pub mod guard;
 pub mod nextcloud;

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use subtle::ConstantTimeEq;
 
 pub struct AppState {
+    pub docker: crate::docker::Engines,
     pub settings: Settings,
     pub nextcloud: NextcloudClient,
     pub apps: ExAppDirectory,
@@ -24,6 +25,7 @@ impl AppState {
             settings.nc_timeout,
         )?;
         Ok(AppState {
+            docker: crate::docker::Engines::default(),
             nextcloud,
             apps: ExAppDirectory::new(),
             sessions: SessionCache::new(settings.session_lifetime),

@@ -2,6 +2,7 @@
 //! Served in-process; answers mirror HaRP's aiohttp agent (status codes, bodies, content types).
 //! Must never block the data plane: everything here is async and bounded.
 
+use crate::gateway::decide::last_header;
 use crate::gateway::responses::write;
 use crate::nextcloud::ExAppRecord;
 use crate::state::AppState;
@@ -81,7 +82,21 @@ pub async fn serve(session: &mut Session, state: &AppState, route: &str) -> Resu
                     _ => text(session, 405, "405: Method Not Allowed").await,
                 };
             }
-            if route.starts_with("/docker/exapp/") || route.starts_with("/k8s/exapp/") {
+            if let Some(operation) = route.strip_prefix("/docker/exapp/") {
+                let operation = operation.to_string();
+                let engine_port = last_header(&session.req_header().headers, "docker-engine-port")
+                    .map(<[u8]>::to_vec);
+                let Some(body) = read_body(session).await? else {
+                    return text(session, 413, "413: Request Entity Too Large").await;
+                };
+                let reply =
+                    crate::docker::handle(state, &operation, engine_port.as_deref(), &body).await;
+                if reply.status == 204 {
+                    return no_content(session).await;
+                }
+                return write(session, reply.status, reply.content_type, reply.body, &[]).await;
+            }
+            if route.starts_with("/k8s/exapp/") {
                 return text(
                     session,
                     501,
