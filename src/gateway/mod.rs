@@ -7,6 +7,7 @@
 
 pub mod decide;
 pub mod docker_allow;
+pub mod docker_engine;
 pub mod listener;
 pub mod path;
 pub mod responses;
@@ -31,7 +32,7 @@ pub enum Upstream {
         app_id: String,
     },
     DockerEngine {
-        addr: SocketAddr,
+        target: docker_engine::EngineTarget,
         uri: Uri,
     },
 }
@@ -49,6 +50,7 @@ pub struct RequestCtx {
 
 pub struct Gateway {
     state: Arc<AppState>,
+    engine_versions: docker_engine::MinVersions,
 }
 
 /// HAProxy retries a refused connect three times before its 503 page.
@@ -64,7 +66,10 @@ enum Refusal {
 
 impl Gateway {
     pub fn new(state: Arc<AppState>) -> Self {
-        Gateway { state }
+        Gateway {
+            state,
+            engine_versions: docker_engine::MinVersions::default(),
+        }
     }
 
     fn strike(&self, ctx: &RequestCtx, strike: bool) {
@@ -123,11 +128,16 @@ impl Gateway {
                 responses::write_haproxy(session, 403).await?;
                 return Ok(true);
             }
-            let uri = upstream_uri(&route, query.as_deref())?;
-            ctx.upstream = Some(Upstream::DockerEngine {
-                addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
-                uri,
-            });
+            let target = docker_engine::target_for(port, &self.state.settings.docker_socket).await;
+            let raised = match docker_engine::path_version(&route) {
+                Some(_) => match self.engine_versions.get(&target).await {
+                    Some(min) => docker_engine::raise_version(&route, min),
+                    None => None,
+                },
+                None => None,
+            };
+            let uri = upstream_uri(raised.as_deref().unwrap_or(&route), query.as_deref())?;
+            ctx.upstream = Some(Upstream::DockerEngine { target, uri });
             return Ok(false);
         }
         crate::control::serve(session, &self.state, &route).await?;
@@ -265,9 +275,22 @@ impl ProxyHttp for Gateway {
             tokio::time::sleep(RETRY_PAUSE).await;
         }
         ctx.connect_attempts += 1;
-        let addr = match &ctx.upstream {
-            Some(Upstream::ExApp { target, .. }) => target.addr,
-            Some(Upstream::DockerEngine { addr, .. }) => *addr,
+        let mut peer = match &ctx.upstream {
+            Some(Upstream::ExApp { target, .. }) => {
+                HttpPeer::new(target.addr, false, String::new())
+            }
+            Some(Upstream::DockerEngine {
+                target: docker_engine::EngineTarget::Tcp(port),
+                ..
+            }) => HttpPeer::new(
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), *port),
+                false,
+                String::new(),
+            ),
+            Some(Upstream::DockerEngine {
+                target: docker_engine::EngineTarget::Unix(path),
+                ..
+            }) => HttpPeer::new_uds(&path.to_string_lossy(), false, String::new())?,
             None => {
                 return Err(Error::explain(
                     ErrorType::InternalError,
@@ -276,7 +299,6 @@ impl ProxyHttp for Gateway {
             }
         };
         let settings = &self.state.settings;
-        let mut peer = HttpPeer::new(addr, false, String::new());
         let io_timeout = if ctx.upgrade {
             settings.timeout_tunnel
         } else {
