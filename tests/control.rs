@@ -66,7 +66,11 @@ fn public_record(port: u16) -> Value {
 /// Calls that AppAPI made, leaving out harp's own `GET /version` (it asks each engine for its
 /// minimum API version before forwarding a version-prefixed path).
 fn forwarded_calls(engine: &EchoBackend) -> usize {
-    engine.requests().iter().filter(|r| r.path != "/version").count()
+    engine
+        .requests()
+        .iter()
+        .filter(|r| r.path != "/version")
+        .count()
 }
 
 fn assert_text(out: &RawOutcome, status: u16, content_type: &str, body: &str) {
