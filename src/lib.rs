@@ -9,6 +9,7 @@ pub mod control;
 pub mod docker;
 pub mod gateway;
 pub mod guard;
+pub mod metrics;
 pub mod nextcloud;
 pub mod ops;
 pub mod server;

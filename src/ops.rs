@@ -1,25 +1,72 @@
-//! The operations listener (HP_OPS_ADDRESS, loopback by default): liveness for health checks.
-//! Separate from the ExApp listeners so probes never pass through the brute-force guard.
+//! The operations listener (HP_OPS_ADDRESS, loopback by default): liveness (`/heartbeat`),
+//! readiness (`/ready`: Nextcloud reachable) and Prometheus metrics (`/metrics`). Separate from
+//! the ExApp listeners so probes never pass through the brute-force guard.
 
+use crate::state::AppState;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
 
-pub struct OpsApp;
+pub struct OpsApp {
+    state: Arc<AppState>,
+}
+
+impl OpsApp {
+    pub fn new(state: Arc<AppState>) -> Self {
+        OpsApp { state }
+    }
+
+    async fn ready(&self) -> (u16, String) {
+        match self.state.nextcloud.probe().await {
+            Ok(status) => (
+                200,
+                format!(r#"{{"status":"ready","nextcloud_status":{status}}}"#),
+            ),
+            Err(why) => (
+                503,
+                serde_json::json!({"status": "not ready", "reason": why}).to_string(),
+            ),
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        let state = &self.state;
+        let cached = state.apps.cached_count().await;
+        let banned = state.bans.banned_count() as u64;
+        state.metrics.render(&[
+            ("harp_banned_ips", "Client IPs currently banned.", banned),
+            ("harp_exapps_cached", "ExApp records in the cache.", cached),
+        ])
+    }
+}
+
+fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .body(body)
+        .unwrap_or_default()
+}
 
 #[async_trait]
 impl ServeHttp for OpsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let (status, body): (u16, &[u8]) = match session.req_header().uri.path() {
-            "/heartbeat" => (200, br#"{"status":"ok"}"#),
-            _ => (404, br#"{"error":"not found"}"#),
-        };
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .header("content-length", body.len())
-            .body(body.to_vec())
-            .unwrap_or_default()
+        const JSON: &str = "application/json";
+        match session.req_header().uri.path() {
+            "/heartbeat" => respond(200, JSON, br#"{"status":"ok"}"#.to_vec()),
+            "/ready" => {
+                let (status, body) = self.ready().await;
+                respond(status, JSON, body.into_bytes())
+            }
+            "/metrics" => respond(
+                200,
+                "text/plain; version=0.0.4",
+                self.metrics().await.into_bytes(),
+            ),
+            _ => respond(404, JSON, br#"{"error":"not found"}"#.to_vec()),
+        }
     }
 }

@@ -47,7 +47,7 @@ pub fn build(settings: Settings) -> Result<Server, String> {
 
     let client_timeout = state.settings.timeout_client;
     let mut gateway =
-        pingora::proxy::HttpProxy::new(Gateway::new(state), server.configuration.clone());
+        pingora::proxy::HttpProxy::new(Gateway::new(state.clone()), server.configuration.clone());
     gateway.handle_init_modules();
     let mut proxy = Service::new(
         "harp gateway".to_string(),
@@ -63,7 +63,10 @@ pub fn build(settings: Settings) -> Result<Server, String> {
     }
     server.add_service(proxy);
 
-    let mut ops = Service::new("harp ops".to_string(), HttpServer::new_app(OpsApp));
+    let mut ops = Service::new(
+        "harp ops".to_string(),
+        HttpServer::new_app(OpsApp::new(state.clone())),
+    );
     ops.add_tcp(&ops_addr);
     server.add_service(ops);
     Ok(server)

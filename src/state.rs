@@ -3,11 +3,14 @@
 
 use crate::config::Settings;
 use crate::guard::{BanList, ClientIpResolver};
+use crate::metrics::Metrics;
 use crate::nextcloud::{ExAppDirectory, NextcloudClient, SessionCache};
 use std::net::IpAddr;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 pub struct AppState {
+    pub metrics: Arc<Metrics>,
     pub docker: crate::docker::Engines,
     pub settings: Settings,
     pub nextcloud: NextcloudClient,
@@ -19,12 +22,15 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(settings: Settings) -> Result<Self, String> {
+        let metrics = Arc::new(Metrics::default());
         let nextcloud = NextcloudClient::new(
             &settings.nc_instance_url,
             &settings.shared_key,
             settings.nc_timeout,
+            metrics.clone(),
         )?;
         Ok(AppState {
+            metrics,
             docker: crate::docker::Engines::default(),
             nextcloud,
             apps: ExAppDirectory::new(),
@@ -41,6 +47,7 @@ impl AppState {
     }
 
     pub fn strike(&self, ip: IpAddr) {
+        self.metrics.strikes.inc();
         self.bans.strike(ip);
     }
 }

@@ -12,6 +12,7 @@ pub mod listener;
 pub mod path;
 pub mod responses;
 
+use crate::metrics::Outcome;
 use crate::state::AppState;
 use async_trait::async_trait;
 use decide::{last_header, ExAppTarget, Request, Verdict};
@@ -40,6 +41,7 @@ pub enum Upstream {
 /// Per-request state: decisions made in `request_filter`, used by later phases.
 pub struct RequestCtx {
     started: Instant,
+    outcome: Outcome,
     client_ip: IpAddr,
     key_valid: bool,
     upstream: Option<Upstream>,
@@ -87,6 +89,7 @@ impl Gateway {
     ) -> Result<bool> {
         match how {
             Refusal::Drop => {
+                ctx.outcome = Outcome::Dropped;
                 responses::arm_reset(session);
                 ctx.silent_drop = true;
                 Err(Error::explain(
@@ -138,8 +141,10 @@ impl Gateway {
             };
             let uri = upstream_uri(raised.as_deref().unwrap_or(&route), query.as_deref())?;
             ctx.upstream = Some(Upstream::DockerEngine { target, uri });
+            ctx.outcome = Outcome::Proxied;
             return Ok(false);
         }
+        ctx.outcome = Outcome::Control;
         crate::control::serve(session, &self.state, &route).await?;
         Ok(true)
     }
@@ -163,6 +168,7 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
+            outcome: Outcome::Denied,
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             key_valid: false,
             upstream: None,
@@ -248,6 +254,7 @@ impl ProxyHttp for Gateway {
             Verdict::Forward(target_info) => {
                 let uri = upstream_uri(&target, req.uri.query())?;
                 let app_id = app_id.to_string();
+                ctx.outcome = Outcome::Proxied;
                 ctx.upstream = Some(Upstream::ExApp {
                     target: target_info,
                     uri,
@@ -377,7 +384,11 @@ impl ProxyHttp for Gateway {
             error_code: 0,
             can_reuse_downstream: false,
         };
-        if ctx.silent_drop || session.response_written().is_some() {
+        if ctx.silent_drop {
+            return no_reply;
+        }
+        ctx.outcome = Outcome::Failed;
+        if session.response_written().is_some() {
             return no_reply;
         }
         let code = match (e.esource(), e.etype()) {
@@ -415,21 +426,57 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.elapsed();
+        let req = session.req_header();
+        let app = self.app_label(req.uri.path());
+        self.state
+            .metrics
+            .record_request(&app, ctx.outcome, status, elapsed);
         if !log::log_enabled!(target: "access", log::Level::Info) {
             return;
         }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let req = session.req_header();
+        // Path only: query strings can carry tokens.
         log::info!(
             target: "access",
-            "{} {} {} {} {}ms{}",
+            "id={} client={} app={} {} {} outcome={} status={} {}ms{}",
+            REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ctx.client_ip,
+            app,
             req.method,
             req.uri.path(),
-            if ctx.silent_drop { "dropped".to_string() } else { status.to_string() },
-            ctx.started.elapsed().as_millis(),
+            ctx.outcome.as_str(),
+            status,
+            elapsed.as_millis(),
             e.map(|e| format!(" error={}", e.etype().as_str())).unwrap_or_default()
         );
+    }
+}
+
+/// Request ids for the access log, unique within the process.
+static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Gateway {
+    /// The metrics/log label for a request's app: only apps Nextcloud knows get their own label,
+    /// so clients cannot mint label values.
+    fn app_label<'a>(&self, raw_path: &'a str) -> std::borrow::Cow<'a, str> {
+        use std::borrow::Cow;
+        let Some(app) = path::app_id(raw_path) else {
+            return Cow::Borrowed("-");
+        };
+        if app == "app_api" {
+            return Cow::Borrowed(app);
+        }
+        let lower: Cow<'_, str> = if app.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(app.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(app)
+        };
+        if self.state.apps.is_known(&lower) {
+            lower
+        } else {
+            Cow::Borrowed("unknown")
+        }
     }
 }
 

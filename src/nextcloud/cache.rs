@@ -63,8 +63,10 @@ impl ExAppDirectory {
         app_lower: &str,
     ) -> Result<Arc<ExAppRecord>, LookupError> {
         if let Some(r) = self.records.get(app_lower).await {
+            nc.metrics.exapp_cache_hits.inc();
             return Ok(r);
         }
+        nc.metrics.exapp_cache_misses.inc();
         if self.unknown.contains_key(app_lower) {
             return Err(LookupError::NotFound);
         }
@@ -90,6 +92,16 @@ impl ExAppDirectory {
     pub async fn store(&self, app_lower: String, record: ExAppRecord) {
         self.unknown.invalidate(&app_lower);
         self.records.insert(app_lower, Arc::new(record)).await;
+    }
+
+    /// Whether a record for `app_lower` is cached (an app Nextcloud knows).
+    pub fn is_known(&self, app_lower: &str) -> bool {
+        self.records.contains_key(app_lower)
+    }
+
+    pub async fn cached_count(&self) -> u64 {
+        self.records.run_pending_tasks().await;
+        self.records.entry_count()
     }
 
     /// `DELETE /exapp_storage/<id>`: true if a record was cached.
@@ -185,8 +197,10 @@ impl SessionCache {
         };
         let key = self.key(cookie, authorization);
         if let Some(u) = users.get(&key).await {
+            nc.metrics.session_cache_hits.inc();
             return Ok(u);
         }
+        nc.metrics.session_cache_misses.inc();
         users
             .try_get_with(key, fetch_user(nc, app_lower, headers))
             .await

@@ -4,6 +4,7 @@
 //! talks to Nextcloud; caching lives in `cache.rs`.
 
 use super::record::{AccessLevel, ExAppRecord, SchemaError};
+use crate::metrics::Metrics;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,10 @@ pub enum UserError {
 }
 
 pub struct NextcloudClient {
+    /// Call and cache counters; shared with the ops listener.
+    pub metrics: Arc<Metrics>,
     http: reqwest::Client,
+    base_url: String,
     meta_url: String,
     user_url: String,
     key: HeaderValue,
@@ -58,7 +62,12 @@ const NOT_FORWARDED: [&str; 11] = [
 const SHARED_KEY_HEADER: HeaderName = HeaderName::from_static("harp-shared-key");
 
 impl NextcloudClient {
-    pub fn new(base_url: &str, key: &str, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        base_url: &str,
+        key: &str,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -69,7 +78,9 @@ impl NextcloudClient {
         let key = HeaderValue::from_str(key)
             .map_err(|_| "the shared key is not a valid header value".to_string())?;
         Ok(NextcloudClient {
+            metrics,
             http,
+            base_url: base_url.to_string(),
             meta_url: format!("{base_url}/index.php/apps/app_api/harp/exapp-meta"),
             user_url: format!("{base_url}/index.php/apps/app_api/harp/user-info"),
             key,
@@ -77,6 +88,27 @@ impl NextcloudClient {
     }
 
     pub async fn exapp_meta(&self, app_id_lower: &str) -> Result<ExAppRecord, MetaError> {
+        let result = self.fetch_exapp_meta(app_id_lower).await;
+        match &result {
+            Ok(_) => self.metrics.exapp_meta_ok.inc(),
+            Err(MetaError::NotFound) => self.metrics.exapp_meta_not_found.inc(),
+            Err(MetaError::Failed(_)) => self.metrics.exapp_meta_failed.inc(),
+        }
+        result
+    }
+
+    /// Whether Nextcloud answers HTTP at all (`status.php`), for the readiness probe.
+    pub async fn probe(&self) -> Result<u16, String> {
+        let url = format!("{}/status.php", self.base_url);
+        let call = self.http.get(url).send();
+        match tokio::time::timeout(Duration::from_secs(5), call).await {
+            Ok(Ok(resp)) => Ok(resp.status().as_u16()),
+            Ok(Err(e)) => Err(format!("Nextcloud is unreachable: {e}")),
+            Err(_) => Err("Nextcloud did not answer within 5 s".into()),
+        }
+    }
+
+    async fn fetch_exapp_meta(&self, app_id_lower: &str) -> Result<ExAppRecord, MetaError> {
         let resp = self
             .http
             .get(&self.meta_url)
@@ -99,6 +131,20 @@ impl NextcloudClient {
 
     /// Ask who the client is, forwarding its credentials (cookies, Authorization, ...).
     pub async fn user_info(
+        &self,
+        app_id_lower: &str,
+        client_headers: &HeaderMap,
+    ) -> Result<User, UserError> {
+        let result = self.fetch_user_info(app_id_lower, client_headers).await;
+        match &result {
+            Ok(_) => self.metrics.user_info_ok.inc(),
+            Err(UserError::Anonymous) => self.metrics.user_info_anonymous.inc(),
+            Err(UserError::Failed(_)) => self.metrics.user_info_failed.inc(),
+        }
+        result
+    }
+
+    async fn fetch_user_info(
         &self,
         app_id_lower: &str,
         client_headers: &HeaderMap,

@@ -1,0 +1,239 @@
+//! Prometheus metrics for the ops listener: requests by app, outcome and status, latency,
+//! Nextcloud calls and cache hit ratios, brute-force strikes and bans.
+//!
+//! Counting is a few atomic adds and one short lock per request; label sets are bounded
+//! (MAX_APPS distinct app labels, the rest count as `other`) so clients cannot grow memory.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const MAX_APPS: usize = 256;
+const BUCKETS_SECONDS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// What harp did with a request, for the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Proxied,
+    Denied,
+    Dropped,
+    Control,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Proxied => "proxied",
+            Outcome::Denied => "denied",
+            Outcome::Dropped => "dropped",
+            Outcome::Control => "control",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// Requests of one app by (outcome, status).
+type RequestCounts = HashMap<(Outcome, u16), u64>;
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<HashMap<String, RequestCounts>>,
+    latency_buckets: [Counter; BUCKETS_SECONDS.len()],
+    latency_count: Counter,
+    latency_sum_us: AtomicU64,
+    pub exapp_meta_ok: Counter,
+    pub exapp_meta_not_found: Counter,
+    pub exapp_meta_failed: Counter,
+    pub user_info_ok: Counter,
+    pub user_info_anonymous: Counter,
+    pub user_info_failed: Counter,
+    pub exapp_cache_hits: Counter,
+    pub exapp_cache_misses: Counter,
+    pub session_cache_hits: Counter,
+    pub session_cache_misses: Counter,
+    pub strikes: Counter,
+}
+
+impl Metrics {
+    pub fn record_request(&self, app: &str, outcome: Outcome, status: u16, elapsed: Duration) {
+        {
+            let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            let app = if requests.contains_key(app) || requests.len() < MAX_APPS {
+                app
+            } else {
+                "other"
+            };
+            let per_app = match requests.get_mut(app) {
+                Some(m) => m,
+                None => requests.entry(app.to_string()).or_default(),
+            };
+            *per_app.entry((outcome, status)).or_default() += 1;
+        }
+        let seconds = elapsed.as_secs_f64();
+        for (bucket, le) in self.latency_buckets.iter().zip(BUCKETS_SECONDS) {
+            if seconds <= le {
+                bucket.inc();
+            }
+        }
+        self.latency_count.inc();
+        self.latency_sum_us
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition; `gauges` are values computed at scrape time.
+    pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP harp_requests_total Requests by app, outcome and status.\n# TYPE harp_requests_total counter\n");
+        {
+            let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            let mut apps: Vec<_> = requests.iter().collect();
+            apps.sort_by(|a, b| a.0.cmp(b.0));
+            for (app, by) in apps {
+                let mut rows: Vec<_> = by.iter().collect();
+                rows.sort_by_key(|((o, s), _)| (o.as_str(), *s));
+                for ((outcome, status), n) in rows {
+                    let _ = writeln!(
+                        out,
+                        "harp_requests_total{{app=\"{}\",outcome=\"{}\",status=\"{}\"}} {n}",
+                        escape(app),
+                        outcome.as_str(),
+                        status
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP harp_request_duration_seconds Time from request head to log line.\n# TYPE harp_request_duration_seconds histogram\n");
+        for (bucket, le) in self.latency_buckets.iter().zip(BUCKETS_SECONDS) {
+            let _ = writeln!(
+                out,
+                "harp_request_duration_seconds_bucket{{le=\"{le}\"}} {}",
+                bucket.get()
+            );
+        }
+        let count = self.latency_count.get();
+        let _ = writeln!(
+            out,
+            "harp_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let sum = self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "harp_request_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "harp_request_duration_seconds_count {count}");
+        let counter = |out: &mut String, name: &str, help: &str, rows: &[(&str, &Counter)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (labels, c) in rows {
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {}", c.get());
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {}", c.get());
+                }
+            }
+        };
+        counter(
+            &mut out,
+            "harp_nextcloud_calls_total",
+            "Calls to Nextcloud's HaRP callbacks by endpoint and result.",
+            &[
+                ("endpoint=\"exapp-meta\",result=\"ok\"", &self.exapp_meta_ok),
+                (
+                    "endpoint=\"exapp-meta\",result=\"not_found\"",
+                    &self.exapp_meta_not_found,
+                ),
+                (
+                    "endpoint=\"exapp-meta\",result=\"failed\"",
+                    &self.exapp_meta_failed,
+                ),
+                ("endpoint=\"user-info\",result=\"ok\"", &self.user_info_ok),
+                (
+                    "endpoint=\"user-info\",result=\"anonymous\"",
+                    &self.user_info_anonymous,
+                ),
+                (
+                    "endpoint=\"user-info\",result=\"failed\"",
+                    &self.user_info_failed,
+                ),
+            ],
+        );
+        counter(
+            &mut out,
+            "harp_cache_lookups_total",
+            "Cache lookups by cache and result.",
+            &[
+                ("cache=\"exapp\",result=\"hit\"", &self.exapp_cache_hits),
+                ("cache=\"exapp\",result=\"miss\"", &self.exapp_cache_misses),
+                ("cache=\"session\",result=\"hit\"", &self.session_cache_hits),
+                (
+                    "cache=\"session\",result=\"miss\"",
+                    &self.session_cache_misses,
+                ),
+            ],
+        );
+        counter(
+            &mut out,
+            "harp_bruteforce_strikes_total",
+            "Brute-force strikes recorded.",
+            &[("", &self.strikes)],
+        );
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_labels_are_bounded() {
+        let m = Metrics::default();
+        for i in 0..(MAX_APPS + 50) {
+            m.record_request(
+                &format!("app{i}"),
+                Outcome::Denied,
+                404,
+                Duration::from_millis(1),
+            );
+        }
+        let text = m.render(&[]);
+        assert!(text.contains("app=\"other\",outcome=\"denied\",status=\"404\"} 50"));
+        assert_eq!(text.matches("harp_requests_total{").count(), MAX_APPS + 1);
+    }
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let m = Metrics::default();
+        m.record_request("a", Outcome::Proxied, 200, Duration::from_millis(3));
+        let text = m.render(&[("harp_banned_ips", "Banned.", 2)]);
+        assert!(text.contains("harp_request_duration_seconds_bucket{le=\"0.0025\"} 0"));
+        assert!(text.contains("harp_request_duration_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("harp_request_duration_seconds_bucket{le=\"+Inf\"} 1"));
+        assert!(text.contains("harp_banned_ips 2"));
+    }
+}
