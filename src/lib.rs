@@ -12,6 +12,7 @@ pub mod guard;
 pub mod metrics;
 pub mod nextcloud;
 pub mod ops;
+pub mod reload;
 pub mod server;
 pub mod state;
 pub mod tunnel;

@@ -2,13 +2,17 @@
 //! and the ops listener, all sharing one `AppState`.
 
 use crate::config::Settings;
+use crate::gateway::https::ReloadableCert;
 use crate::gateway::listener::ClientTimeoutApp;
 use crate::gateway::Gateway;
 use crate::ops::OpsApp;
+use crate::reload::ReloadOnHangup;
 use crate::state::AppState;
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::sync::Arc;
 
@@ -54,14 +58,26 @@ pub fn build(settings: Settings) -> Result<Server, String> {
         ClientTimeoutApp::new(gateway, client_timeout),
     );
     proxy.add_tcp(&http_addr);
-    if https_cert.is_file() {
-        let cert = https_cert.display().to_string();
-        proxy
-            .add_tls(&https_addr, &cert, &cert)
-            .map_err(|e| format!("cannot use {cert} for HTTPS: {e}"))?;
-        log::info!("HTTPS listener on {https_addr} with {cert}");
-    }
+    let https = if https_cert.is_file() {
+        let cert = Arc::new(ReloadableCert::new(&https_cert)?);
+        // The resolver replaces the paths, so the certificate can be swapped on SIGHUP.
+        let mut tls =
+            TlsSettings::intermediate("", "").map_err(|e| format!("cannot set up HTTPS: {e}"))?;
+        tls.set_cert_resolver(cert.clone());
+        proxy.add_tls_with_settings(&https_addr, None, tls);
+        log::info!(
+            "HTTPS listener on {https_addr} with {}",
+            https_cert.display()
+        );
+        Some(cert)
+    } else {
+        None
+    };
     server.add_service(proxy);
+    server.add_service(background_service(
+        "reload on SIGHUP",
+        ReloadOnHangup { https },
+    ));
 
     let mut ops = Service::new(
         "harp ops".to_string(),

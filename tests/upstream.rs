@@ -756,3 +756,122 @@ async fn b70_sigterm_exits_0() {
         .expect("harp still running 15 s after SIGTERM");
     assert_eq!(status.code(), Some(0), "{status:?}\n{}", harp.log());
 }
+
+// ---------------------------------------------------------------------------------------------
+// SIGHUP: certificate reload without dropping connections (HaRP forwards SIGHUP to HAProxy)
+
+/// A self-signed certificate for `name`, written as HaRP's cert.pem (chain + key); returns the
+/// certificate's PEM so a client can trust exactly this one.
+fn write_named_cert(dir: &std::path::Path, name: &str) -> String {
+    let certified =
+        rcgen::generate_simple_self_signed(vec![name.into()]).expect("generate certificate");
+    let cert = certified.cert.pem();
+    let pem = format!("{cert}{}", certified.signing_key.serialize_pem());
+    std::fs::write(dir.join("cert.pem"), pem).expect("write cert.pem");
+    cert
+}
+
+/// A client that trusts only `cert_pem` and reaches `name` at harp's HTTPS address.
+fn client_trusting(cert_pem: &str, name: &str, addr: std::net::SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+        .resolve(name, addr)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_https_certificate_and_keeps_requests_in_flight() {
+    let nc = StubNextcloud::start().await;
+    let exapp = EchoBackend::start().await;
+    nc.set_app("app", record(exapp.port(), &[("^/", PUBLIC, &[])]));
+    let certs = TempDir::new("certs");
+    let first = write_named_cert(certs.path(), "first.test");
+    let certs_dir = certs.path().display().to_string();
+    let harp = start_harp(&nc, &[("HP_CERTS_DIR", &certs_dir)]);
+    let addr = harp.https_addr();
+
+    let first_client = client_trusting(&first, "first.test", addr);
+    let url = |host: &str| format!("https://{host}:{}/exapps/app/sse", addr.port());
+    let mut in_flight = first_client
+        .get(url("first.test"))
+        .send()
+        .await
+        .expect("SSE over HTTPS");
+    let first_chunk = in_flight
+        .chunk()
+        .await
+        .expect("first event")
+        .expect("a chunk");
+    assert!(String::from_utf8_lossy(&first_chunk).contains("data: "));
+
+    let second = write_named_cert(certs.path(), "second.test");
+    let second_client = client_trusting(&second, "second.test", addr);
+    assert!(
+        second_client.get(url("second.test")).send().await.is_err(),
+        "second cert served before SIGHUP"
+    );
+    harp.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !harp.log().contains("HTTPS certificate reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload logged:\n{}",
+            harp.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let fresh = second_client
+        .get(url("second.test"))
+        .send()
+        .await
+        .expect("new cert after SIGHUP");
+    assert_eq!(fresh.status(), 200);
+    let mut rest = Vec::new();
+    while let Some(chunk) = in_flight
+        .chunk()
+        .await
+        .expect("stream continues across the reload")
+    {
+        rest.extend_from_slice(&chunk);
+    }
+    assert!(
+        String::from_utf8_lossy(&rest).contains("data: 4"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_with_a_broken_cert_pem_keeps_the_old_certificate() {
+    let nc = StubNextcloud::start().await;
+    let certs = TempDir::new("certs");
+    let first = write_named_cert(certs.path(), "first.test");
+    let certs_dir = certs.path().display().to_string();
+    let mut harp = start_harp(&nc, &[("HP_CERTS_DIR", &certs_dir)]);
+    std::fs::write(certs.path().join("cert.pem"), "not a certificate").unwrap();
+    harp.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !harp
+        .log()
+        .contains("keeping the previous HTTPS certificate")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no error logged:\n{}",
+            harp.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = client_trusting(&first, "first.test", harp.https_addr());
+    let out = client
+        .get(format!("https://first.test:{}/", harp.https_addr().port()))
+        .send()
+        .await
+        .expect("old certificate still served");
+    assert_eq!(out.status(), 404);
+    assert!(harp.is_running());
+}

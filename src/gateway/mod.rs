@@ -8,6 +8,7 @@
 pub mod decide;
 pub mod docker_allow;
 pub mod docker_engine;
+pub mod https;
 pub mod listener;
 pub mod path;
 pub mod responses;
