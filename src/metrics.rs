@@ -85,11 +85,10 @@ impl Metrics {
             };
             *per_app.entry((outcome, status)).or_default() += 1;
         }
+        // Each request lands in one bucket; render() makes them cumulative.
         let seconds = elapsed.as_secs_f64();
-        for (bucket, le) in self.latency_buckets.iter().zip(BUCKETS_SECONDS) {
-            if seconds <= le {
-                bucket.inc();
-            }
+        if let Some(i) = BUCKETS_SECONDS.iter().position(|le| seconds <= *le) {
+            self.latency_buckets[i].inc();
         }
         self.latency_count.inc();
         self.latency_sum_us
@@ -119,11 +118,12 @@ impl Metrics {
             }
         }
         out.push_str("# HELP harp_request_duration_seconds Time from request head to log line.\n# TYPE harp_request_duration_seconds histogram\n");
+        let mut cumulative = 0;
         for (bucket, le) in self.latency_buckets.iter().zip(BUCKETS_SECONDS) {
+            cumulative += bucket.get();
             let _ = writeln!(
                 out,
-                "harp_request_duration_seconds_bucket{{le=\"{le}\"}} {}",
-                bucket.get()
+                "harp_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
             );
         }
         let count = self.latency_count.get();
