@@ -114,7 +114,7 @@ async fn nginx_snippet_forwards_exapps_unchanged() {
     let seen = exapp.last_request().unwrap();
     assert_eq!(seen.path, "/public/page");
     assert_eq!(seen.query.as_deref(), Some("x=%2F1"));
-    assert_eq!(seen.header("ex-app-id").as_deref(), Some("proxied"));
+    assert_eq!(seen.header("ex-app-id"), Some("proxied"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
