@@ -7,6 +7,7 @@
 pub mod config;
 pub mod control;
 pub mod docker;
+pub mod doctor;
 pub mod gateway;
 pub mod guard;
 pub mod metrics;

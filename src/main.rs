@@ -9,6 +9,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: harp [run] [--config PATH]
        harp check-config [--config PATH]
        harp healthcheck [--config PATH]
+       harp doctor [--app APPID] [--config PATH]
        harp --version
 
 Settings come from HaRP's HP_* environment variables, optionally on top of a YAML file
@@ -17,6 +18,8 @@ Settings come from HaRP's HP_* environment variables, optionally on top of a YAM
 struct Cli {
     command: String,
     config: Option<PathBuf>,
+    /// `doctor --app`: a registered ExApp to verify the shared key with.
+    app: Option<String>,
 }
 
 fn parse_args() -> Result<Cli, String> {
@@ -24,6 +27,7 @@ fn parse_args() -> Result<Cli, String> {
     let mut cli = Cli {
         command: "run".into(),
         config: None,
+        app: None,
     };
     let mut command_seen = false;
     while let Some(arg) = args.next() {
@@ -34,7 +38,8 @@ fn parse_args() -> Result<Cli, String> {
             a if a.starts_with("--config=") => cli.config = Some(a["--config=".len()..].into()),
             "--help" | "-h" => cli.command = "help".into(),
             "--version" | "-V" => cli.command = "version".into(),
-            "run" | "check-config" | "healthcheck" if !command_seen => {
+            "--app" => cli.app = Some(args.next().ok_or("--app needs an ExApp id")?),
+            "run" | "check-config" | "healthcheck" | "doctor" if !command_seen => {
                 command_seen = true;
                 cli.command = arg;
             }
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "healthcheck" => healthcheck(&settings),
+        "doctor" => doctor(&settings, cli.app.as_deref()),
         _ => {
             log::set_max_level(settings.log_level.to_level_filter());
             match harp::server::build(settings) {
@@ -99,6 +105,29 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Print every check with its fix; exit 1 when any failed.
+fn doctor(settings: &harp::config::Settings, app: Option<&str>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("harp: cannot start the doctor: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let checks = runtime.block_on(harp::doctor::run(settings, app));
+    for check in &checks {
+        println!("{}", check.render());
+    }
+    if checks.iter().any(|c| c.failed()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

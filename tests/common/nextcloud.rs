@@ -333,6 +333,13 @@ fn decide(inner: &Inner, req: &NcRequest) -> Canned {
         delay: Duration::ZERO,
     };
     if req.endpoint == "other" {
+        // Nextcloud's own health document, which `harp doctor` reads.
+        if req.path == "/status.php" {
+            return json(
+                200,
+                r#"{"installed":true,"maintenance":false,"version":"34.0.1.0"}"#,
+            );
+        }
         return empty(404);
     }
     if req.method != "GET" {
