@@ -23,6 +23,7 @@
 pub mod codec;
 pub mod crypto;
 pub mod msg;
+pub mod server;
 pub mod yamux_header;
 
 pub use codec::{Decoder, FrameError};

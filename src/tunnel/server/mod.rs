@@ -1,0 +1,147 @@
+//! The FRP-compatible tunnel server (what frps was in HaRP): frpc 0.61.1 from ExApp containers
+//! and remote Docker hosts connects unchanged, logs in with HaRP's shared key, and registers
+//! one `tcp` proxy whose port then listens on `127.0.0.1` here.
+//!
+//! Layers, one file each:
+//! * [`accept`]: first byte → custom TLS head byte / TLS / plain (refused when TLS is on);
+//!   then yamux or direct frp framing. [`tls`]: certificates and mutual TLS.
+//! * [`session`]: the yamux session (tokio-yamux) and first-message dispatch of each stream.
+//! * [`control`] with [`login`]: authentication, the encrypted control stream, teardown.
+//! * [`proxy`], [`policy`], [`registry`]: NewProxy checks and the name/port registry
+//!   ([`Registry::lookup`] is the API for in-process users).
+//! * [`work_conn`], [`listener`], [`pipe`]: work-connection pool, loopback listeners, copying.
+//!
+//! yamux (tokio-yamux 0.3) was checked against spec §3 rather than assumed: it ACKs every
+//! accepted stream at once with the configured max window (6 MiB → delta 6029312, as Go frps),
+//! answers pings, pings every 30 s, resets streams beyond the backlog, and sends GoAway on a
+//! duplicate SYN. Two differences are handled here: its ping deadline is a fixed 30 s, checked
+//! at the next ping (so `TCP_USER_TIMEOUT` is set to notice vanished hosts sooner), and it stops
+//! reading the connection while one stream's 8-frame queue is full (so `pipe` keeps draining
+//! work streams whose user side is slow).
+//!
+//! Rules for everything below: nothing a client sends may crash or stall the server or another
+//! client; every wait has a timeout (or a documented liveness check instead); every map and
+//! queue is bounded (`limits`); a client that goes away frees its ports before anything else
+//! can observe them taken.
+
+pub mod accept;
+pub mod control;
+pub mod frames;
+pub mod io;
+pub mod limits;
+pub mod listener;
+pub mod login;
+pub mod pipe;
+pub mod policy;
+pub mod proxy;
+pub mod registry;
+pub mod session;
+pub mod tls;
+pub mod work_conn;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use pingora::services::listening::Service;
+use tokio::sync::Semaphore;
+
+pub use registry::{ProxyHandle, Registry};
+pub use work_conn::WorkStream;
+
+use crate::state::AppState;
+use crate::tunnel::crypto::AesKey;
+use limits::{MAX_CONNECTIONS, TCP_USER_TIMEOUT};
+use tls::TlsSetup;
+
+/// What every connection of the tunnel service shares.
+pub struct Tunnel {
+    pub state: Arc<AppState>,
+    pub registry: Arc<Registry>,
+    pub tls: TlsSetup,
+    /// Control-stream key, from the (empty) frp token.
+    pub aes_key: AesKey,
+    connections: Arc<Semaphore>,
+}
+
+/// The Pingora app of the tunnel listener.
+pub struct TunnelApp {
+    tunnel: Arc<Tunnel>,
+}
+
+impl TunnelApp {
+    /// `registry` is shared with whoever needs [`Registry::lookup`].
+    pub fn new(state: Arc<AppState>, registry: Arc<Registry>) -> TunnelApp {
+        let settings = &state.settings;
+        let tls = TlsSetup::new(&settings.certs_dir, !settings.frp_disable_tls);
+        TunnelApp {
+            tunnel: Arc::new(Tunnel {
+                registry,
+                tls,
+                aes_key: AesKey::from_token(login::FRP_TOKEN),
+                connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                state,
+            }),
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.tunnel.registry
+    }
+}
+
+/// The tunnel as a Pingora service listening on `HP_FRP_ADDRESS`.
+///
+/// Certificates: HaRP generates `$HP_CERTS_DIR/frp` when TLS is on and the directory is
+/// missing (harp-behaviour §10.2). That generator belongs to `crate::certs`; until it is wired
+/// in here (`crate::certs::ensure_frp_certs(&state.settings)` before `TunnelApp::new`), the
+/// server uses the files if they exist and otherwise refuses clients with a logged reason.
+pub fn service(state: Arc<AppState>, registry: Arc<Registry>) -> Service<TunnelApp> {
+    let addr = state.settings.frp_address.to_string();
+    let mut service = Service::new("harp tunnel".to_string(), TunnelApp::new(state, registry));
+    service.add_tcp(&addr);
+    service
+}
+
+fn peer_of(stream: &Stream) -> Option<SocketAddr> {
+    stream.get_socket_digest()?.peer_addr()?.as_inet().copied()
+}
+
+#[async_trait]
+impl ServerApp for TunnelApp {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let Some(peer) = peer_of(&stream) else {
+            log::warn!("tunnel: connection without a peer address, closed");
+            return None;
+        };
+        let Ok(_permit) = self.tunnel.connections.clone().try_acquire_owned() else {
+            log::warn!("tunnel: {MAX_CONNECTIONS} connections open; closing a new one from {peer}");
+            return None;
+        };
+        #[cfg(unix)]
+        io::set_tcp_user_timeout(stream.id(), TCP_USER_TIMEOUT);
+        match accept::accept(Box::new(stream), &self.tunnel.tls).await {
+            Ok(accepted) => {
+                log::debug!(
+                    "tunnel: connection from {peer} ({}, {:?})",
+                    if accepted.tls { "TLS" } else { "plain" },
+                    accepted.framing
+                );
+                session::serve(self.tunnel.clone(), accepted, peer, shutdown.clone()).await;
+            }
+            // Port probes and health checks connect and close: not worth a warning.
+            Err(e @ accept::AcceptError::NoData(_)) => {
+                log::debug!("tunnel: connection from {peer} closed: {e}")
+            }
+            Err(e) => log::warn!("tunnel: connection from {peer} refused: {e}"),
+        }
+        None
+    }
+}

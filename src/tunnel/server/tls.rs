@@ -1,0 +1,165 @@
+//! The tunnel's TLS server configuration (spec §2.3): HaRP's certificates in
+//! `$HP_CERTS_DIR/frp/`, mutual TLS when TLS is on.
+//!
+//! * TLS on (default): `server.crt`/`server.key` are served and every client must present a
+//!   certificate chaining to `ca.crt` (frps with `trustedCaFile`; no name checks on the client
+//!   certificate, like Go's `RequireAndVerifyClientCert`).
+//! * `HP_FRP_DISABLE_TLS=true`: plain clients are accepted, and TLS clients too (frpc 0.61.1
+//!   enables TLS by default) when `server.crt`/`server.key` exist, without client certificates.
+//!   frps would serve a self-generated certificate here; harp-rs has no run-time certificate
+//!   generator in this module, so without the files a TLS client is refused with a log line.
+//!
+//! Missing or broken files are not fatal at start (the gateway must still come up); they are
+//! looked for again, at most every `CERT_RETRY_INTERVAL`, when a TLS client arrives.
+//! This module must never log key material, and never accept a client certificate that does
+//! not chain to the CA while TLS is on.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+use super::limits::CERT_RETRY_INTERVAL;
+
+pub const CA_FILE: &str = "ca.crt";
+pub const CERT_FILE: &str = "server.crt";
+pub const KEY_FILE: &str = "server.key";
+
+/// The certificate directory inside `$HP_CERTS_DIR`.
+pub fn frp_dir(certs_dir: &Path) -> PathBuf {
+    certs_dir.join("frp")
+}
+
+pub struct TlsSetup {
+    /// TLS required, with client certificates (HP_FRP_DISABLE_TLS unset).
+    forced: bool,
+    dir: PathBuf,
+    loaded: Mutex<Loaded>,
+}
+
+struct Loaded {
+    config: Option<Arc<ServerConfig>>,
+    last_attempt: Option<Instant>,
+}
+
+impl TlsSetup {
+    /// Loads the certificates now (logging what is missing); never fails.
+    pub fn new(certs_dir: &Path, forced: bool) -> TlsSetup {
+        let setup = TlsSetup {
+            forced,
+            dir: frp_dir(certs_dir),
+            loaded: Mutex::new(Loaded {
+                config: None,
+                last_attempt: None,
+            }),
+        };
+        let _ = setup.server_config();
+        setup
+    }
+
+    /// Whether plain (non-TLS) clients are refused.
+    pub fn forced(&self) -> bool {
+        self.forced
+    }
+
+    /// The rustls configuration, or `None` while the files are missing or invalid.
+    pub fn server_config(&self) -> Option<Arc<ServerConfig>> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(config) = &loaded.config {
+            return Some(config.clone());
+        }
+        let now = Instant::now();
+        if loaded
+            .last_attempt
+            .is_some_and(|t| now.duration_since(t) < CERT_RETRY_INTERVAL)
+        {
+            return None;
+        }
+        loaded.last_attempt = Some(now);
+        match load(&self.dir, self.forced) {
+            Ok(config) => {
+                log::info!(
+                    "tunnel: TLS certificates loaded from {} ({})",
+                    self.dir.display(),
+                    if self.forced {
+                        "TLS required, client certificates verified against ca.crt"
+                    } else {
+                        "TLS optional, no client certificates"
+                    }
+                );
+                let config = Arc::new(config);
+                loaded.config = Some(config.clone());
+                Some(config)
+            }
+            Err(e) if self.forced => {
+                log::error!(
+                    "tunnel: TLS is on (HP_FRP_DISABLE_TLS is not true) but the certificates \
+                     cannot be used, so every tunnel client is refused: {e}"
+                );
+                None
+            }
+            Err(e) => {
+                log::info!("tunnel: TLS clients will be refused: {e}");
+                None
+            }
+        }
+    }
+}
+
+fn load(dir: &Path, verify_clients: bool) -> Result<ServerConfig, String> {
+    let chain = read_certs(&dir.join(CERT_FILE))?;
+    let key = read_key(&dir.join(KEY_FILE))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let builder = if verify_clients {
+        let ca_path = dir.join(CA_FILE);
+        let mut roots = RootCertStore::empty();
+        for cert in read_certs(&ca_path)? {
+            roots.add(cert).map_err(|e| {
+                format!("{} is not a usable CA certificate: {e}", ca_path.display())
+            })?;
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("client verification with {}: {e}", ca_path.display()))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    builder.with_single_cert(chain, key).map_err(|e| {
+        format!(
+            "{} and {} do not form a usable certificate and key: {e}",
+            dir.join(CERT_FILE).display(),
+            dir.join(KEY_FILE).display()
+        )
+    })
+}
+
+fn open(path: &Path) -> Result<BufReader<File>, String> {
+    File::open(path)
+        .map(BufReader::new)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = rustls_pemfile::certs(&mut open(path)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    rustls_pemfile::private_key(&mut open(path)?)
+        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?
+        .ok_or_else(|| format!("{} holds no private key", path.display()))
+}
