@@ -35,9 +35,11 @@ impl OpsApp {
         let state = &self.state;
         let cached = state.apps.cached_count().await;
         let banned = state.bans.banned_count() as u64;
+        let tunnels = state.tunnels.control_count() as u64;
         state.metrics.render(&[
             ("harp_banned_ips", "Client IPs currently banned.", banned),
             ("harp_exapps_cached", "ExApp records in the cache.", cached),
+            ("harp_tunnel_clients", "FRP clients logged in.", tunnels),
         ])
     }
 }

@@ -49,14 +49,11 @@ pub fn build(settings: Settings) -> Result<Server, String> {
     let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), conf);
     server.bootstrap();
 
-    // --- tunnel server (src/tunnel/server): frps replacement on HP_FRP_ADDRESS ---
-    // The registry is kept here so the gateway can later use `Registry::lookup` in-process.
-    let tunnel_registry = Arc::new(crate::tunnel::server::Registry::new());
+    // The FRP tunnel server (frps replacement) on HP_FRP_ADDRESS.
     server.add_service(crate::tunnel::server::service(
         state.clone(),
-        tunnel_registry.clone(),
+        state.tunnels.clone(),
     ));
-    // --- end tunnel server ---
 
     let client_timeout = state.settings.timeout_client;
     let mut gateway =

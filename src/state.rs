@@ -10,6 +10,8 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 pub struct AppState {
+    /// FRP proxies registered by tunnel clients, by port.
+    pub tunnels: Arc<crate::tunnel::server::Registry>,
     pub metrics: Arc<Metrics>,
     pub docker: crate::docker::Engines,
     pub settings: Settings,
@@ -30,6 +32,7 @@ impl AppState {
             metrics.clone(),
         )?;
         Ok(AppState {
+            tunnels: Arc::new(crate::tunnel::server::Registry::new()),
             metrics,
             docker: crate::docker::Engines::default(),
             nextcloud,

@@ -1,16 +1,17 @@
 //! The FRP-compatible tunnel: what frps was in HaRP, so the official frpc 0.61.1 connects
 //! unchanged (spec: `shared/spec/frp-protocol.md`).
 //!
-//! So far this is the wire protocol only, as plain types and codecs that do no I/O, so every
-//! byte frpc sees is pinned by unit tests against the spec's §12 vectors and fuzzed (`fuzz/`):
+//! Two layers. [`server`] owns the sockets: accept, TLS, yamux, the control session, work
+//! connections and the loopback listeners of registered proxies. Below it, the wire protocol as
+//! plain types and codecs that do no I/O, so every byte frpc sees is pinned by unit tests against
+//! the spec's §12 vectors and fuzzed (`fuzz/`):
 //!
 //! * [`msg`]: the message catalogue (§5) and the Go-identical JSON encoding.
 //! * [`codec`]: message framing (§4) with frp's 10240-byte body limit.
 //! * [`crypto`]: privilege key (§6) and the AES-128-CFB control-stream cipher (§8).
 //! * [`yamux_header`]: the yamux frame header (§3.2).
 //!
-//! The session layer built on top (transport, yamux, control and work streams) owns the
-//! sockets; this layer must never:
+//! The protocol layer must never:
 //! * panic or allocate without bound on anything a peer sends: every length is checked
 //!   against its limit before it is trusted, and every malformed input is an error value;
 //! * send a message frpc would reject (a body over [`codec::MAX_BODY_LEN`], see
