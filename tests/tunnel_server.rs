@@ -289,6 +289,19 @@ impl Frpc {
     fn kill(self) {}
 }
 
+/// Every StartWorkConn the test clients got: (proxy port, the user's address as frps reports it).
+static STARTS: std::sync::Mutex<Vec<(u16, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn start_sources(port: u16) -> Vec<String> {
+    STARTS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| *p == port)
+        .map(|(_, s)| s.clone())
+        .collect()
+}
+
 /// One work connection: NewWorkConn, wait for StartWorkConn, then join with the backend.
 async fn work_conn(mut yamux: tokio_yamux::Control, run_id: String, backend: Option<SocketAddr>) {
     let Ok(mut stream) = yamux.open_stream().await else {
@@ -306,6 +319,10 @@ async fn work_conn(mut yamux: tokio_yamux::Control, run_id: String, backend: Opt
     };
     assert!(start.error.is_empty());
     assert_eq!(start.dst_addr, "127.0.0.1");
+    STARTS
+        .lock()
+        .unwrap()
+        .push((start.dst_port, start.src_addr.clone()));
     let Some(backend) = backend else { return };
     let Ok(mut local) = TcpStream::connect(backend).await else {
         return;
@@ -1032,6 +1049,48 @@ async fn gateway_reaches_exapp_through_the_tunnel() {
     let seen = echo.last_request().expect("the ExApp got nothing");
     assert_eq!(seen.target, "/hello?x=1");
     assert_eq!(seen.header("ex-app-id"), Some("tunapp"));
+}
+
+/// The gateway path used for a tunnelled ExApp, told apart by the source frpc is given: the end
+/// user's address in-process, the gateway's own loopback socket through the listener.
+async fn gateway_tunnel_source(port: u16, app: &str, env: &[(&str, &str)]) -> Vec<String> {
+    let certs = make_certs();
+    let nc = StubNextcloud::start().await;
+    nc.set_app(
+        app,
+        StubNextcloud::record("tok", "1.0.0", "127.0.0.1", port, &[(".*", PUBLIC, &[])]),
+    );
+    let echo = EchoBackend::start().await;
+    let url = nc.url();
+    let mut all = vec![("NC_INSTANCE_URL", url.as_str())];
+    all.extend_from_slice(env);
+    let harp = tls_harp(&certs, &all);
+    let mut opts = ClientOpts::new(harp.frp_addr());
+    opts.tls = Some(certs.client());
+    opts.backend = Some(echo.addr());
+    let mut exapp = Frpc::login(&opts).await.unwrap();
+    exapp.tcp_proxy(app, port).await;
+    let user: std::net::IpAddr = "127.0.0.55".parse().unwrap();
+    for _ in 0..3 {
+        let out = get_from(user, harp.http_addr(), &format!("/exapps/{app}/x"), &[]).await;
+        assert_eq!(out.status(), 200, "{out:?}");
+    }
+    start_sources(port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_uses_the_in_process_tunnel_path_by_default() {
+    let sources = gateway_tunnel_source(23031, "inproc", &[]).await;
+    assert!(!sources.is_empty());
+    assert!(sources.iter().all(|s| s == "127.0.0.55"), "{sources:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_uses_the_loopback_listener_when_in_process_is_off() {
+    let sources =
+        gateway_tunnel_source(23032, "viaport", &[("HP_TUNNEL_IN_PROCESS", "false")]).await;
+    assert!(!sources.is_empty());
+    assert!(sources.iter().all(|s| s == "127.0.0.1"), "{sources:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -56,6 +56,7 @@ impl Settings {
             Key::NcTimeout => time::format(self.nc_timeout),
             Key::DecisionTimeout => time::format(self.decision_timeout),
             Key::FrpStrictPorts => self.frp_strict_ports.to_string(),
+            Key::TunnelInProcess => self.tunnel_in_process.to_string(),
             Key::K8sEnabled => self.k8s_enabled.to_string(),
             Key::Threads => self.threads.to_string(),
         };

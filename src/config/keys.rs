@@ -43,12 +43,13 @@ pub(crate) enum Key {
     NcTimeout,
     DecisionTimeout,
     FrpStrictPorts,
+    TunnelInProcess,
     K8sEnabled,
     Threads,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 25] = [
+    pub(crate) const ALL: [Key; 26] = [
         Key::SharedKey,
         Key::SharedKeyFile,
         Key::NcInstanceUrl,
@@ -72,6 +73,7 @@ impl Key {
         Key::NcTimeout,
         Key::DecisionTimeout,
         Key::FrpStrictPorts,
+        Key::TunnelInProcess,
         Key::K8sEnabled,
         Key::Threads,
     ];
@@ -107,6 +109,7 @@ impl Key {
             Key::NcTimeout => ("HP_NC_TIMEOUT", "nc_timeout", Number),
             Key::DecisionTimeout => ("HP_DECISION_TIMEOUT", "decision_timeout", Number),
             Key::FrpStrictPorts => ("HP_FRP_STRICT_PORTS", "frp_strict_ports", Bool),
+            Key::TunnelInProcess => ("HP_TUNNEL_IN_PROCESS", "tunnel_in_process", Bool),
             Key::K8sEnabled => ("HP_K8S_ENABLED", "k8s_enabled", Bool),
             Key::Threads => ("HP_THREADS", "threads", Number),
         }

@@ -67,6 +67,9 @@ pub struct Settings {
     pub decision_timeout: Duration,
     /// HP_FRP_STRICT_PORTS (default true).
     pub frp_strict_ports: bool,
+    /// HP_TUNNEL_IN_PROCESS: the gateway reaches tunnelled ExApps without the loopback listener
+    /// (default true; false forces the loopback hop, as frps).
+    pub tunnel_in_process: bool,
     /// HP_K8S_ENABLED (accepted for compatibility; Kubernetes is not implemented).
     pub k8s_enabled: bool,
     /// HP_THREADS: worker threads of the proxy service (default: number of CPUs).

@@ -12,6 +12,7 @@ pub mod https;
 pub mod listener;
 pub mod path;
 pub mod responses;
+pub mod tunnel_peer;
 
 use crate::metrics::Outcome;
 use crate::state::AppState;
@@ -285,7 +286,18 @@ impl ProxyHttp for Gateway {
         ctx.connect_attempts += 1;
         let mut peer = match &ctx.upstream {
             Some(Upstream::ExApp { target, .. }) => {
-                HttpPeer::new(target.addr, false, String::new())
+                let mut peer = HttpPeer::new(target.addr, false, String::new());
+                if self.state.settings.tunnel_in_process && target.addr.ip().is_loopback() {
+                    let port = target.addr.port();
+                    if self.state.tunnels.lookup(port).is_some() {
+                        peer.options.custom_l4 = Some(Arc::new(tunnel_peer::TunnelConnector {
+                            registry: self.state.tunnels.clone(),
+                            port,
+                            client: SocketAddr::new(ctx.client_ip, 0),
+                        }));
+                    }
+                }
+                peer
             }
             Some(Upstream::DockerEngine {
                 target: docker_engine::EngineTarget::Tcp(port),
