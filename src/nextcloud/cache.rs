@@ -40,6 +40,10 @@ impl Default for ExAppDirectory {
 
 impl ExAppDirectory {
     pub fn new() -> Self {
+        Self::with_dns_ttl(DNS_TTL)
+    }
+
+    fn with_dns_ttl(dns_ttl: Duration) -> Self {
         ExAppDirectory {
             records: Cache::builder()
                 .max_capacity(MAX_APPS)
@@ -51,7 +55,7 @@ impl ExAppDirectory {
                 .build(),
             dns: Cache::builder()
                 .max_capacity(MAX_APPS)
-                .time_to_live(DNS_TTL)
+                .time_to_live(dns_ttl)
                 .build(),
         }
     }
@@ -223,6 +227,21 @@ async fn fetch_user(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn q14_host_names_are_resolved_again_after_the_ttl() {
+        let apps = ExAppDirectory::with_dns_ttl(Duration::from_millis(200));
+        let host = Host::Name("localhost".into());
+        let ip = apps.resolve(&host).await.unwrap();
+        assert!(ip.is_loopback());
+        assert!(apps.dns.contains_key("localhost"), "the answer is cached");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !apps.dns.contains_key("localhost"),
+            "the answer expired and will be asked again"
+        );
+        assert_eq!(apps.resolve(&host).await.unwrap(), ip);
+    }
 
     #[test]
     fn session_keys_separate_cookie_and_authorization() {
