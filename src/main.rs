@@ -10,10 +10,12 @@ const USAGE: &str = "usage: harp [run] [--config PATH]
        harp check-config [--config PATH]
        harp healthcheck [--config PATH]
        harp doctor [--app APPID] [--config PATH]
+       harp tunnel -c FRPC.toml
        harp --version
 
 Settings come from HaRP's HP_* environment variables, optionally on top of a YAML file
-(--config PATH or HARP_CONFIG). See conf/harp.yaml for every setting.";
+(--config PATH or HARP_CONFIG). See conf/harp.yaml for every setting.
+`harp tunnel` is an FRP client (frpc 0.61.1 compatible) reading frpc's TOML config.";
 
 struct Cli {
     command: String,
@@ -39,7 +41,7 @@ fn parse_args() -> Result<Cli, String> {
             "--help" | "-h" => cli.command = "help".into(),
             "--version" | "-V" => cli.command = "version".into(),
             "--app" => cli.app = Some(args.next().ok_or("--app needs an ExApp id")?),
-            "run" | "check-config" | "healthcheck" | "doctor" if !command_seen => {
+            "run" | "check-config" | "healthcheck" | "doctor" | "tunnel" if !command_seen => {
                 command_seen = true;
                 cli.command = arg;
             }
@@ -78,6 +80,10 @@ fn main() -> ExitCode {
         _ => {}
     }
     init_logging();
+    if cli.command == "tunnel" {
+        // An frpc replacement: configured by its TOML file, not by HaRP's settings.
+        return tunnel(cli.config.as_deref());
+    }
     let settings = match harp::config::load_from_process_env(cli.config.as_deref()) {
         Ok(s) => s,
         Err(errors) => {
@@ -104,6 +110,52 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// `harp tunnel -c FILE`: run the FRP client until killed; exit 1 on a bad config, or when the
+/// first login fails with `loginFailExit` on (frpc's behaviour).
+fn tunnel(path: Option<&std::path::Path>) -> ExitCode {
+    use harp::tunnel::client::{config, Client};
+    let Some(path) = path else {
+        eprintln!("harp: tunnel needs -c FRPC.toml\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let (config, warnings) = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("harp tunnel: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    log::set_max_level(config.log_level.unwrap_or(log::LevelFilter::Info));
+    for warning in warnings {
+        log::warn!("tunnel client: {}: {warning}", path.display());
+    }
+    let client = match Client::new(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("harp tunnel: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("harp tunnel: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(client.run()) {
+        Ok(never) => match never {},
+        Err(e) => {
+            log::error!("tunnel client: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -49,7 +49,14 @@ pub fn build(settings: Settings) -> Result<Server, String> {
     let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), conf);
     server.bootstrap();
 
-    // The FRP tunnel server (frps replacement) on HP_FRP_ADDRESS.
+    // The FRP tunnel server (frps replacement) on HP_FRP_ADDRESS, with HaRP's certificate set
+    // generated on first start (never touching an existing $HP_CERTS_DIR/frp).
+    let frp_certs = crate::certs::ensure_frp_certs(&state.settings)?;
+    if !state.settings.frp_disable_tls {
+        for warning in crate::certs::expiry_warnings(&frp_certs.dir) {
+            log::warn!("{warning}");
+        }
+    }
     server.add_service(crate::tunnel::server::service(
         state.clone(),
         state.tunnels.clone(),

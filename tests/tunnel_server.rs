@@ -1203,3 +1203,47 @@ async fn burst_of_user_connections_all_get_work_connections() {
     );
     assert_eq!(echo.count(), 150);
 }
+
+// ---------------------------------------------------------------------------------------------
+// B65: HaRP's FRP certificate set on first start
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn b65_first_start_generates_harps_certificate_set() {
+    use std::os::unix::fs::PermissionsExt;
+    let harp = Harp::start(&[]);
+    let frp = harp.certs_dir().join("frp");
+    for file in [
+        "ca.crt",
+        "ca.key",
+        "server.crt",
+        "server.key",
+        "client.crt",
+        "client.key",
+    ] {
+        let meta = std::fs::metadata(frp.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        if file.ends_with(".key") {
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn b65_an_existing_frp_folder_is_never_touched() {
+    let certs = TempDir::new("certs");
+    std::fs::create_dir(certs.join("frp")).unwrap();
+    std::fs::write(certs.join("frp").join("mine.txt"), "admin's own").unwrap();
+    let dir = certs.path().display().to_string();
+    let _harp = Harp::start(&[("HP_CERTS_DIR", &dir)]);
+    let names: Vec<_> = std::fs::read_dir(certs.join("frp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("mine.txt")]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn b65_no_certificates_when_tls_is_disabled() {
+    let harp = Harp::start(&[("HP_FRP_DISABLE_TLS", "true")]);
+    assert!(!harp.certs_dir().join("frp").exists());
+}

@@ -21,6 +21,7 @@
 //!   key, AES keys), since sessions log messages;
 //! * compare secrets with anything but [`crypto::ct_eq`] and [`crypto::privilege_key_matches`].
 
+pub mod client;
 pub mod codec;
 pub mod crypto;
 pub mod msg;
