@@ -83,6 +83,9 @@ pub async fn serve(session: &mut Session, state: &AppState, route: &str) -> Resu
                 };
             }
             if let Some(operation) = route.strip_prefix("/docker/exapp/") {
+                if method != Method::POST {
+                    return text(session, 405, "405: Method Not Allowed").await;
+                }
                 let operation = operation.to_string();
                 let engine_port = last_header(&session.req_header().headers, "docker-engine-port")
                     .map(<[u8]>::to_vec);

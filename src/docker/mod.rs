@@ -1,8 +1,32 @@
-//! The Docker sidecar: AppAPI's `/docker/exapp/*` lifecycle endpoints through bollard, one client
-//! per Docker engine (work in progress).
+//! The Docker sidecar: AppAPI's `/docker/exapp/*` lifecycle endpoints (HaRP §8) through
+//! bollard, one client per Docker engine.
+//!
+//! Owns: the eight endpoints' request validation (`payload`, `names`), the Docker call
+//! sequences and the exact statuses and texts AppAPI relies on (`endpoints/`), the engine
+//! clients (`engines`) and the small tar archives of `install_certificates` (`tar`).
+//! Must never: block the data plane (everything is async, each endpoint bounded by its §8.2
+//! budget, no blocking file I/O on the runtime), put an unchecked name into a Docker URL (Q16),
+//! or touch containers other than the `nc_app_*` one a request names.
+//!
+//! Deviations from HaRP (documented in §16): unexpected Docker statuses are 503, never 500
+//! (Q13); names and image references are validated (Q16); `Health: null` is "no health check"
+//! instead of a crash; a timeout in `install_certificates` is a 504.
+
+mod endpoints;
+mod engines;
+mod names;
+mod payload;
+mod tar;
+
+pub use engines::Engines;
 
 use crate::state::AppState;
 use bytes::Bytes;
+use serde::Serialize;
+use std::time::Duration;
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json; charset=utf-8";
 
 /// One answer of a `/docker/exapp/*` endpoint.
 pub struct Reply {
@@ -11,9 +35,73 @@ pub struct Reply {
     pub body: Bytes,
 }
 
-/// Docker engines by `docker-engine-port`, created lazily.
-#[derive(Default)]
-pub struct Engines {}
+impl Reply {
+    pub(crate) fn text(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            content_type: TEXT,
+            body: Bytes::from(body.into()),
+        }
+    }
+
+    /// JSON in the field order of `value` (HaRP's order), compact.
+    pub(crate) fn json(status: u16, value: &impl Serialize) -> Reply {
+        Reply {
+            status,
+            content_type: JSON,
+            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+        }
+    }
+
+    /// 204; the caller writes it without a body.
+    pub(crate) fn no_content() -> Reply {
+        Reply {
+            status: 204,
+            content_type: TEXT,
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// The operations, with their total budgets (§8.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Exists,
+    Create,
+    Start,
+    Stop,
+    WaitForStart,
+    Remove,
+    InstallCertificates,
+    ImageRemove,
+}
+
+impl Operation {
+    fn from_path(operation: &str) -> Option<Operation> {
+        Some(match operation {
+            "exists" => Operation::Exists,
+            "create" => Operation::Create,
+            "start" => Operation::Start,
+            "stop" => Operation::Stop,
+            "wait_for_start" => Operation::WaitForStart,
+            "remove" => Operation::Remove,
+            "install_certificates" => Operation::InstallCertificates,
+            "image_remove" => Operation::ImageRemove,
+            _ => return None,
+        })
+    }
+
+    fn budget(self) -> Duration {
+        Duration::from_secs(match self {
+            Operation::Exists => 15,
+            Operation::Create => 60,
+            Operation::Start | Operation::Stop | Operation::Remove | Operation::ImageRemove => 30,
+            // 180 polls 0.5 s apart, plus 15 s.
+            Operation::WaitForStart => 105,
+            Operation::InstallCertificates => 120,
+        })
+    }
+}
 
 /// Serve `/docker/exapp/<operation>` for AppAPI. `engine_port` is the raw `docker-engine-port`
 /// header, `body` the request body.
@@ -23,12 +111,101 @@ pub async fn handle(
     engine_port: Option<&[u8]>,
     body: &[u8],
 ) -> Reply {
-    let _ = (state, operation, engine_port, body);
-    Reply {
-        status: 501,
-        content_type: "text/plain; charset=utf-8",
-        body: Bytes::from_static(
-            b"501: Not Implemented. harp-rs does not serve this control endpoint yet.",
-        ),
+    // aiohttp's router answers unknown routes before any handler runs.
+    let Some(op) = Operation::from_path(operation) else {
+        return Reply::text(404, "404: Not Found");
+    };
+    let port = match parse_engine_port(engine_port) {
+        Ok(port) => port,
+        Err(reply) => return reply,
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Reply::text(400, "Invalid JSON body");
+    };
+    let reply = endpoints::run(state, op, port, &value).await;
+    if reply.status >= 500 {
+        log::warn!(
+            "docker/exapp/{operation} on engine port {port}: {} {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    reply
+}
+
+/// HaRP's `get_docker_engine_port`: Python's `int()` of the header, 1-65535.
+fn parse_engine_port(header: Option<&[u8]>) -> Result<u16, Reply> {
+    let raw = match header {
+        Some(raw) if !raw.is_empty() => String::from_utf8_lossy(raw).into_owned(),
+        _ => return Err(Reply::text(400, "Missing 'docker-engine-port' header.")),
+    };
+    python_int(&raw)
+        .filter(|p| (1..=65535).contains(p))
+        .map(|p| p as u16)
+        .ok_or_else(|| {
+            Reply::text(
+                400,
+                format!("Invalid 'docker-engine-port' header value: {raw}"),
+            )
+        })
+}
+
+/// `int(s)` for ASCII input: surrounding whitespace, a sign, digits with single underscores.
+fn python_int(s: &str) -> Option<i64> {
+    let s = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    let (negative, digits) = match s.as_bytes().first()? {
+        b'+' => (false, &s[1..]),
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+        || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+    {
+        return None;
+    }
+    let value: i64 = digits.replace('_', "").parse().ok()?;
+    Some(if negative { -value } else { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(raw: Option<&str>) -> Result<u16, String> {
+        parse_engine_port(raw.map(str::as_bytes))
+            .map_err(|r| format!("{} {}", r.status, String::from_utf8_lossy(&r.body)))
+    }
+
+    #[test]
+    fn engine_port_header_like_harp() {
+        assert_eq!(port(Some("24000")), Ok(24000));
+        assert_eq!(port(Some(" +24_001 ")), Ok(24001));
+        assert_eq!(
+            port(None),
+            Err("400 Missing 'docker-engine-port' header.".into())
+        );
+        assert_eq!(
+            port(Some("")),
+            Err("400 Missing 'docker-engine-port' header.".into())
+        );
+        for bad in ["abc", "70000", "0", "-1", "1__0", "_1", "1.0", "0x10"] {
+            assert_eq!(
+                port(Some(bad)),
+                Err(format!(
+                    "400 Invalid 'docker-engine-port' header value: {bad}"
+                ))
+            );
+        }
+    }
+
+    #[test]
+    fn operations_and_budgets() {
+        assert_eq!(Operation::from_path("exists"), Some(Operation::Exists));
+        assert_eq!(Operation::from_path("Exists"), None);
+        assert_eq!(Operation::from_path("exists/x"), None);
+        assert_eq!(Operation::WaitForStart.budget(), Duration::from_secs(105));
     }
 }
