@@ -33,17 +33,33 @@ pub const PUBLIC: u8 = 0;
 pub const USER: u8 = 1;
 pub const ADMIN: u8 = 2;
 
-/// Free loopback ports, distinct from each other. The listeners are held until all ports are
-/// picked (so one call never returns the same port twice) and then dropped; another process may
-/// grab a port before harp binds it, a race we accept.
+/// Ports handed to harp (and other servers the tests start by port number) come from this
+/// range, below the kernel's ephemeral range (32768-60999 by default). Stubs that bind port 0
+/// and every outgoing connection take their port from the ephemeral range, so they can never
+/// take a port between our pick and harp's bind; a CI run failed on exactly that race. The
+/// fixed tunnel test ports (23000+) lie above the range.
+const PICK_RANGE: std::ops::Range<u16> = 15000..23000;
+
+/// Free loopback ports, distinct from each other and from every earlier pick in this test
+/// binary. Test binaries run one after another; the start offset comes from the pid so a
+/// straggler of the previous binary is unlikely to hold our first picks, and each pick is
+/// checked by binding it.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
+    let span = u32::from(PICK_RANGE.end - PICK_RANGE.start);
+    let next = NEXT.get_or_init(|| std::sync::atomic::AtomicU32::new(std::process::id() * 397));
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..span {
+        if ports.len() == n {
+            break;
+        }
+        let port = PICK_RANGE.start + (next.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    assert_eq!(ports.len(), n, "no free ports left in {PICK_RANGE:?}");
+    ports
 }
 
 pub fn free_port() -> u16 {
