@@ -1,0 +1,266 @@
+//! The full ExApp path as deployed: a browser asks harp for `/exapps/<app>/...`, harp reaches the
+//! ExApp through the FRP tunnel that a separate `harp tunnel` process (our frpc) opened with
+//! HaRP's TLS client config. HTTP and WebSockets, on the in-process path and through the loopback
+//! listener; the tunnel going away gives HaRP's 503 page and traffic flows again right after the
+//! client logs in anew.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(10);
+const PAGE_503: &str = "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n";
+
+/// A `harp tunnel` process; its log lines arrive on a channel so tests can wait for events
+/// such as "proxy started" instead of sleeping. Killed on drop.
+struct TunnelProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl TunnelProcess {
+    fn start(config: &Path) -> TunnelProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_harp"))
+            .args(["tunnel", "-c"])
+            .arg(config)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start harp tunnel");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        TunnelProcess {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Blocks until a log line contains `needle`; panics with the log so far after [`WAIT`].
+    fn wait_for_line(&mut self, needle: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => panic!(
+                    "harp tunnel never logged {needle:?}; its log:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TunnelProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// harp with TLS on the tunnel (its certificates generated on first start), a stub Nextcloud
+/// knowing `app` on tunnel port `port`, an echo ExApp, and the frpc config an ExApp image
+/// would write, using the client certificates harp generated.
+struct Deployment {
+    harp: Harp,
+    _nc: StubNextcloud,
+    echo: EchoBackend,
+    config: std::path::PathBuf,
+    _dir: TempDir,
+    app: &'static str,
+}
+
+impl Deployment {
+    async fn start(app: &'static str, port: u16, env: &[(&str, &str)]) -> Deployment {
+        let nc = StubNextcloud::start().await;
+        nc.set_app(
+            app,
+            StubNextcloud::record("tok", "1.0.0", "127.0.0.1", port, &[(".*", PUBLIC, &[])]),
+        );
+        let echo = EchoBackend::start().await;
+        let url = nc.url();
+        let mut all = vec![("NC_INSTANCE_URL", url.as_str())];
+        all.extend_from_slice(env);
+        let harp = Harp::start(&all);
+        let frp = harp.certs_dir().join("frp");
+        let deadline = Instant::now() + WAIT;
+        while !frp.join("client.key").exists() {
+            assert!(Instant::now() < deadline, "no certificates in {frp:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let dir = TempDir::new("frpc");
+        let config = dir.join("frpc.toml");
+        let server = harp.frp_addr();
+        std::fs::write(
+            &config,
+            format!(
+                "serverAddr = \"{}\"\nserverPort = {}\nloginFailExit = false\n\
+                 transport.tls.enable = true\ntransport.tls.certFile = \"{}\"\n\
+                 transport.tls.keyFile = \"{}\"\ntransport.tls.trustedCaFile = \"{}\"\n\
+                 transport.tls.serverName = \"harp.nc\"\nmetadatas.token = \"{KEY}\"\n\n\
+                 [[proxies]]\nname = \"{app}\"\ntype = \"tcp\"\nremotePort = {port}\n\
+                 localIP = \"127.0.0.1\"\nlocalPort = {}\n",
+                server.ip(),
+                server.port(),
+                frp.join("client.crt").display(),
+                frp.join("client.key").display(),
+                frp.join("ca.crt").display(),
+                echo.port(),
+            ),
+        )
+        .unwrap();
+        Deployment {
+            harp,
+            _nc: nc,
+            echo,
+            config,
+            _dir: dir,
+            app,
+        }
+    }
+
+    /// Starts the ExApp's tunnel and waits until harp has accepted its proxy.
+    fn start_tunnel(&self) -> TunnelProcess {
+        let mut tunnel = TunnelProcess::start(&self.config);
+        tunnel.wait_for_line(&format!("proxy {:?} started", self.app));
+        tunnel
+    }
+
+    async fn get(&self, path: &str) -> RawOutcome {
+        get(
+            self.harp.http_addr(),
+            &format!("/exapps/{}{path}", self.app),
+            &[],
+        )
+        .await
+    }
+
+    fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}/exapps/{}{path}", self.harp.http_addr(), self.app)
+    }
+}
+
+async fn http_and_websocket_through_the_tunnel(app: &'static str, port: u16, in_process: &str) {
+    let d = Deployment::start(app, port, &[("HP_TUNNEL_IN_PROCESS", in_process)]).await;
+    let _tunnel = d.start_tunnel();
+
+    let out = d.get("/hello?x=1").await;
+    assert_eq!(out.status(), 200, "{out:?}\n{}", d.harp.log());
+    let seen = d.echo.last_request().expect("the ExApp got nothing");
+    assert_eq!(seen.target, "/hello?x=1");
+    assert_eq!(seen.header("ex-app-id"), Some(app));
+
+    let mut ws = ws_connect(&d.ws_url("/ws?room=7"), &[]).await;
+    ws.send(Message::text("hello through the tunnel"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("hello through the tunnel")
+    );
+    // Larger than one yamux window (256 KiB): the echo only comes back whole if flow control
+    // works in both directions.
+    let big = big_body(1 << 20);
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(big));
+    ws.close(None).await.unwrap();
+    let upgrade = d.echo.last_request().unwrap();
+    assert_eq!(upgrade.target, "/ws?room=7");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_and_websocket_through_the_in_process_tunnel() {
+    http_and_websocket_through_the_tunnel("tunws", 23501, "true").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_and_websocket_through_the_loopback_listener() {
+    http_and_websocket_through_the_tunnel("tunwsport", 23502, "false").await;
+}
+
+/// Polls the gateway until `want` answers or [`WAIT`] passes; returns the last answer and when
+/// it came.
+async fn poll_until(d: &Deployment, want: u16) -> (RawOutcome, Instant) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = d.get("/poll").await;
+        if out.status() == want || Instant::now() > deadline {
+            return (out, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn tunnel_loss_and_return(app: &'static str, port: u16, in_process: &str) {
+    let d = Deployment::start(app, port, &[("HP_TUNNEL_IN_PROCESS", in_process)]).await;
+    let mut tunnel = d.start_tunnel();
+    assert_eq!(d.get("/before").await.status(), 200);
+    let mut ws = ws_connect(&d.ws_url("/ws"), &[]).await;
+    ws.send(Message::text("ping")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("ping"));
+
+    tunnel.kill();
+    // The open WebSocket ends with its tunnel instead of hanging.
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the WebSocket outlived its tunnel");
+    let (out, _) = poll_until(&d, 503).await;
+    assert_eq!(out.status(), 503, "{out:?}");
+    assert_eq!(out.header("content-type"), Some("text/html"), "{out:?}");
+    assert_eq!(out.body_str(), PAGE_503);
+
+    let _again = d.start_tunnel();
+    let registered = Instant::now();
+    let (out, answered) = poll_until(&d, 200).await;
+    assert_eq!(out.status(), 200, "{out:?}\n{}", d.harp.log());
+    let took = answered - registered;
+    assert!(
+        took < Duration::from_secs(1),
+        "traffic flowed {took:?} after re-login"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_tunnel_is_503_and_in_process_traffic_returns_after_re_login() {
+    tunnel_loss_and_return("tunloss", 23503, "true").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_tunnel_is_503_and_loopback_traffic_returns_after_re_login() {
+    tunnel_loss_and_return("tunlossport", 23504, "false").await;
+}
