@@ -103,7 +103,7 @@ fn main() -> ExitCode {
         "doctor" => doctor(&settings, cli.app.as_deref()),
         _ => {
             log::set_max_level(settings.log_level.to_level_filter());
-            match harp::server::build(settings) {
+            match harp::server::build(settings, cli.config.clone()) {
                 Ok(server) => server.run_forever(),
                 Err(e) => {
                     eprintln!("harp: {e}");

@@ -8,18 +8,21 @@ use crate::gateway::Gateway;
 use crate::ops::OpsApp;
 use crate::reload::ReloadOnHangup;
 use crate::state::AppState;
+use crate::tunnel::server::tls::TlsSetup;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// Seconds in-flight requests get after SIGTERM before the process exits.
 const GRACE_PERIOD_SECS: u64 = 5;
 
-pub fn build(settings: Settings) -> Result<Server, String> {
+/// `config_path` is the `--config` argument, read again on SIGHUP.
+pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server, String> {
     let https_cert = settings.certs_dir.join("cert.pem");
     let threads = settings.threads;
     let (http_addr, https_addr, ops_addr) = (
@@ -57,9 +60,11 @@ pub fn build(settings: Settings) -> Result<Server, String> {
             log::warn!("{warning}");
         }
     }
+    let tunnel_tls = Arc::new(TlsSetup::from_settings(&state.settings));
     server.add_service(crate::tunnel::server::service(
         state.clone(),
         state.tunnels.clone(),
+        tunnel_tls.clone(),
     ));
 
     let client_timeout = state.settings.timeout_client;
@@ -89,7 +94,13 @@ pub fn build(settings: Settings) -> Result<Server, String> {
     server.add_service(proxy);
     server.add_service(background_service(
         "reload on SIGHUP",
-        ReloadOnHangup { https },
+        ReloadOnHangup {
+            https,
+            tunnel_tls,
+            in_effect: Mutex::new(state.settings.clone()),
+            state: state.clone(),
+            config_path,
+        },
     ));
 
     let mut ops = Service::new(

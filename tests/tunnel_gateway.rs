@@ -94,7 +94,7 @@ struct Deployment {
     _nc: StubNextcloud,
     echo: EchoBackend,
     config: std::path::PathBuf,
-    _dir: TempDir,
+    dir: TempDir,
     app: &'static str,
 }
 
@@ -118,31 +118,13 @@ impl Deployment {
         }
         let dir = TempDir::new("frpc");
         let config = dir.join("frpc.toml");
-        let server = harp.frp_addr();
-        std::fs::write(
-            &config,
-            format!(
-                "serverAddr = \"{}\"\nserverPort = {}\nloginFailExit = false\n\
-                 transport.tls.enable = true\ntransport.tls.certFile = \"{}\"\n\
-                 transport.tls.keyFile = \"{}\"\ntransport.tls.trustedCaFile = \"{}\"\n\
-                 transport.tls.serverName = \"harp.nc\"\nmetadatas.token = \"{KEY}\"\n\n\
-                 [[proxies]]\nname = \"{app}\"\ntype = \"tcp\"\nremotePort = {port}\n\
-                 localIP = \"127.0.0.1\"\nlocalPort = {}\n",
-                server.ip(),
-                server.port(),
-                frp.join("client.crt").display(),
-                frp.join("client.key").display(),
-                frp.join("ca.crt").display(),
-                echo.port(),
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, frpc_toml(&harp, app, port, echo.port(), false)).unwrap();
         Deployment {
             harp,
             _nc: nc,
             echo,
             config,
-            _dir: dir,
+            dir,
             app,
         }
     }
@@ -166,6 +148,26 @@ impl Deployment {
     fn ws_url(&self, path: &str) -> String {
         format!("ws://{}/exapps/{}{path}", self.harp.http_addr(), self.app)
     }
+}
+
+/// The frpc config an ExApp image writes: HaRP's TLS client shape with the client certificates
+/// from harp's `$HP_CERTS_DIR/frp`, one TCP proxy named after the app.
+fn frpc_toml(harp: &Harp, app: &str, port: u16, local_port: u16, login_fail_exit: bool) -> String {
+    let frp = harp.certs_dir().join("frp");
+    let server = harp.frp_addr();
+    format!(
+        "serverAddr = \"{}\"\nserverPort = {}\nloginFailExit = {login_fail_exit}\n\
+         transport.tls.enable = true\ntransport.tls.certFile = \"{}\"\n\
+         transport.tls.keyFile = \"{}\"\ntransport.tls.trustedCaFile = \"{}\"\n\
+         transport.tls.serverName = \"harp.nc\"\nmetadatas.token = \"{KEY}\"\n\n\
+         [[proxies]]\nname = \"{app}\"\ntype = \"tcp\"\nremotePort = {port}\n\
+         localIP = \"127.0.0.1\"\nlocalPort = {local_port}\n",
+        server.ip(),
+        server.port(),
+        frp.join("client.crt").display(),
+        frp.join("client.key").display(),
+        frp.join("ca.crt").display(),
+    )
 }
 
 async fn http_and_websocket_through_the_tunnel(app: &'static str, port: u16, in_process: &str) {
@@ -263,4 +265,44 @@ async fn lost_tunnel_is_503_and_in_process_traffic_returns_after_re_login() {
 #[tokio::test(flavor = "multi_thread")]
 async fn lost_tunnel_is_503_and_loopback_traffic_returns_after_re_login() {
     tunnel_loss_and_return("tunlossport", 23504, "false").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_frp_certificates() {
+    const PORT: u16 = 23505;
+    let d = Deployment::start("tuncerts", PORT, &[]).await;
+    // A new certificate set (another CA) replaces harp's files, as an admin renewing them would.
+    let fresh = TempDir::new("fresh-frp");
+    assert!(::harp::certs::generate_frp_certs(fresh.path(), 30).unwrap());
+    let frp = d.harp.certs_dir().join("frp");
+    for file in [
+        "ca.crt",
+        "ca.key",
+        "server.crt",
+        "server.key",
+        "client.crt",
+        "client.key",
+    ] {
+        std::fs::copy(fresh.path().join("frp").join(file), frp.join(file)).unwrap();
+    }
+    // Until SIGHUP harp still presents the old server certificate, which the new CA rejects.
+    let once = d.dir.join("once.toml");
+    std::fs::write(&once, frpc_toml(&d.harp, d.app, PORT, d.echo.port(), true)).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_harp"))
+        .args(["tunnel", "-c"])
+        .arg(&once)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+
+    d.harp.signal("HUP");
+    let deadline = Instant::now() + WAIT;
+    while !d.harp.log().contains("SIGHUP: FRP certificates reloaded") {
+        assert!(Instant::now() < deadline, "{}", d.harp.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _tunnel = d.start_tunnel();
+    let out = d.get("/renewed").await;
+    assert_eq!(out.status(), 200, "{out:?}");
 }

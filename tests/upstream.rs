@@ -875,3 +875,77 @@ async fn sighup_with_a_broken_cert_pem_keeps_the_old_certificate() {
     assert_eq!(out.status(), 404);
     assert!(harp.is_running());
 }
+
+// ---------------------------------------------------------------------------------------------
+// SIGHUP: configuration reload
+
+async fn wait_for_log(harp: &Harp, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !harp.log().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never logged:\n{}",
+            harp.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_log_level_and_trusted_proxies_and_names_the_rest() {
+    let nc = StubNextcloud::start().await;
+    let exapp = EchoBackend::start().await;
+    nc.set_app("app", record(exapp.port(), &[("^/", PUBLIC, &[])]));
+    let dir = TempDir::new("yaml");
+    let yaml = dir.join("harp.yaml");
+    std::fs::write(&yaml, "log_level: warning\n").unwrap();
+    let yaml_path = yaml.display().to_string();
+    // HP_LOG_LEVEL unset: the environment would override the file.
+    let harp = start_harp(&nc, &[("HARP_CONFIG", &yaml_path), ("HP_LOG_LEVEL", UNSET)]);
+    let forwarded = [("x-forwarded-for", "198.51.100.7")];
+    let before = get(harp.http_addr(), "/exapps/app/before", &forwarded).await;
+    assert_eq!(before.status(), 200, "{before:?}");
+
+    std::fs::write(
+        &yaml,
+        "log_level: info\ntrusted_proxy_ips: [\"127.0.0.1\"]\nsession_lifetime: 5\n",
+    )
+    .unwrap();
+    harp.signal("HUP");
+    wait_for_log(&harp, "SIGHUP: applied HP_TRUSTED_PROXY_IPS, HP_LOG_LEVEL").await;
+    assert!(
+        harp.log()
+            .contains("SIGHUP: HP_SESSION_LIFETIME changed; they take effect at the next start"),
+        "{}",
+        harp.log()
+    );
+    let after = get(harp.http_addr(), "/exapps/app/after", &forwarded).await;
+    assert_eq!(after.status(), 200, "{after:?}");
+    // The access log (info) now exists and names the address the trusted proxy reported.
+    wait_for_log(&harp, "client=198.51.100.7 app=app GET /exapps/app/after").await;
+    assert!(!harp.log().contains("/exapps/app/before"), "{}", harp.log());
+
+    // The same file again: nothing to apply, and the restart-only change is reported again.
+    harp.signal("HUP");
+    wait_for_log(&harp, "SIGHUP: HP_SESSION_LIFETIME changed").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_with_an_invalid_config_file_changes_nothing() {
+    let nc = StubNextcloud::start().await;
+    let exapp = EchoBackend::start().await;
+    nc.set_app("app", record(exapp.port(), &[("^/", PUBLIC, &[])]));
+    let dir = TempDir::new("yaml");
+    let yaml = dir.join("harp.yaml");
+    std::fs::write(&yaml, "log_level: warning\n").unwrap();
+    let yaml_path = yaml.display().to_string();
+    let harp = start_harp(&nc, &[("HARP_CONFIG", &yaml_path), ("HP_LOG_LEVEL", UNSET)]);
+    std::fs::write(&yaml, "log_level: info\nblacklist_count: many\n").unwrap();
+    harp.signal("HUP");
+    wait_for_log(&harp, "SIGHUP: configuration not reloaded, nothing changed").await;
+    assert!(harp.log().contains("blacklist_count"), "{}", harp.log());
+    let out = get(harp.http_addr(), "/exapps/app/x", &[]).await;
+    assert_eq!(out.status(), 200, "{out:?}");
+    // Still at warning: no access-log line.
+    assert!(!harp.log().contains("GET /exapps/app/x"), "{}", harp.log());
+}

@@ -22,6 +22,19 @@ impl Settings {
         lines.join("\n")
     }
 
+    /// The variables whose effective value differs in `other`, in the order of the settings
+    /// table (SIGHUP applies some and reports the rest).
+    pub fn changed_vars(&self, other: &Settings) -> Vec<&'static str> {
+        Key::ALL
+            .into_iter()
+            .filter(|&key| match key {
+                Key::SharedKey => self.shared_key != other.shared_key,
+                _ => self.value_of(key) != other.value_of(key),
+            })
+            .map(Key::env_name)
+            .collect()
+    }
+
     /// Exhaustive on purpose: a new setting cannot be added without deciding how it is shown.
     fn value_of(&self, key: Key) -> Option<String> {
         let value = match key {

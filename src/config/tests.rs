@@ -565,3 +565,18 @@ fn log_level_maps_to_log_filter() {
     assert_eq!(LogLevel::Warning.to_level_filter(), log::LevelFilter::Warn);
     assert_eq!(LogLevel::Error.to_string(), "error");
 }
+
+#[test]
+fn changed_vars_names_what_differs_including_the_shared_key() {
+    let base = ok(&[]);
+    assert!(base.changed_vars(&ok(&[])).is_empty());
+    let other = ok(&[
+        ("HP_LOG_LEVEL", "info"),
+        ("HP_TRUSTED_PROXY_IPS", "10.0.0.0/8"),
+        ("HP_SHARED_KEY", "another-key"),
+    ]);
+    assert_eq!(
+        base.changed_vars(&other),
+        ["HP_SHARED_KEY", "HP_TRUSTED_PROXY_IPS", "HP_LOG_LEVEL"]
+    );
+}

@@ -5,28 +5,35 @@
 //! hops, so the address we ban or credit is the one the nearest trusted proxy actually saw.
 
 use crate::config::IpNet;
+use arc_swap::ArcSwap;
 use http::HeaderMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 pub struct ClientIpResolver {
-    trusted: Vec<IpNet>,
+    /// HP_TRUSTED_PROXY_IPS; replaced on SIGHUP, read on every request.
+    trusted: ArcSwap<Vec<IpNet>>,
 }
 
 impl ClientIpResolver {
     pub fn new(trusted: Vec<IpNet>) -> Self {
-        ClientIpResolver { trusted }
+        ClientIpResolver {
+            trusted: ArcSwap::from_pointee(trusted),
+        }
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|n| n.contains(ip))
+    /// Requests that start after this call use `trusted`.
+    pub fn set_trusted(&self, trusted: Vec<IpNet>) {
+        self.trusted.store(Arc::new(trusted));
     }
 
     pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = peer.to_canonical();
-        if self.trusted.is_empty() || !self.is_trusted(peer) {
+        let trusted = self.trusted.load();
+        if trusted.is_empty() || !is_trusted(&trusted, peer) {
             return peer;
         }
-        if let Some(ip) = self.forwarded_for_client(headers) {
+        if let Some(ip) = forwarded_for_client(&trusted, headers) {
             return ip;
         }
         headers
@@ -38,22 +45,26 @@ impl ClientIpResolver {
             .map(|ip| ip.to_canonical())
             .unwrap_or(peer)
     }
+}
 
-    /// The rightmost entry that is not a trusted proxy; the leftmost if every hop is trusted.
-    fn forwarded_for_client(&self, headers: &HeaderMap) -> Option<IpAddr> {
-        let mut leftmost_trusted = None;
-        for line in headers.get_all("x-forwarded-for").iter().rev() {
-            let line = line.to_str().ok()?;
-            for entry in line.rsplit(',') {
-                let ip = entry.trim().parse::<IpAddr>().ok()?.to_canonical();
-                if !self.is_trusted(ip) {
-                    return Some(ip);
-                }
-                leftmost_trusted = Some(ip);
+fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
+    trusted.iter().any(|n| n.contains(ip))
+}
+
+/// The rightmost entry that is not a trusted proxy; the leftmost if every hop is trusted.
+fn forwarded_for_client(trusted: &[IpNet], headers: &HeaderMap) -> Option<IpAddr> {
+    let mut leftmost_trusted = None;
+    for line in headers.get_all("x-forwarded-for").iter().rev() {
+        let line = line.to_str().ok()?;
+        for entry in line.rsplit(',') {
+            let ip = entry.trim().parse::<IpAddr>().ok()?.to_canonical();
+            if !is_trusted(trusted, ip) {
+                return Some(ip);
             }
+            leftmost_trusted = Some(ip);
         }
-        leftmost_trusted
     }
+    leftmost_trusted
 }
 
 #[cfg(test)]
@@ -99,6 +110,16 @@ mod tests {
         assert_eq!(r.resolve(peer, &h), "5.6.7.8".parse::<IpAddr>().unwrap());
         let h = hdrs(&[("x-forwarded-for", "garbage"), ("x-real-ip", "nope")]);
         assert_eq!(r.resolve(peer, &h), peer);
+    }
+
+    #[test]
+    fn set_trusted_applies_to_later_requests() {
+        let r = ClientIpResolver::new(vec![]);
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let h = hdrs(&[("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(r.resolve(peer, &h), peer);
+        r.set_trusted(vec![net("10.0.0.0", 24)]);
+        assert_eq!(r.resolve(peer, &h), "1.2.3.4".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -61,7 +61,7 @@ use tls::TlsSetup;
 pub struct Tunnel {
     pub state: Arc<AppState>,
     pub registry: Arc<Registry>,
-    pub tls: TlsSetup,
+    pub tls: Arc<TlsSetup>,
     /// Control-stream key, from the (empty) frp token.
     pub aes_key: AesKey,
     connections: Arc<Semaphore>,
@@ -73,10 +73,9 @@ pub struct TunnelApp {
 }
 
 impl TunnelApp {
-    /// `registry` is shared with whoever needs [`Registry::lookup`].
-    pub fn new(state: Arc<AppState>, registry: Arc<Registry>) -> TunnelApp {
-        let settings = &state.settings;
-        let tls = TlsSetup::new(&settings.certs_dir, !settings.frp_disable_tls);
+    /// `registry` is shared with whoever needs [`Registry::lookup`], `tls` with the SIGHUP
+    /// reload.
+    pub fn new(state: Arc<AppState>, registry: Arc<Registry>, tls: Arc<TlsSetup>) -> TunnelApp {
         TunnelApp {
             tunnel: Arc::new(Tunnel {
                 registry,
@@ -93,15 +92,18 @@ impl TunnelApp {
     }
 }
 
-/// The tunnel as a Pingora service listening on `HP_FRP_ADDRESS`.
-///
-/// Certificates: HaRP generates `$HP_CERTS_DIR/frp` when TLS is on and the directory is
-/// missing (harp-behaviour §10.2). That generator belongs to `crate::certs`; until it is wired
-/// in here (`crate::certs::ensure_frp_certs(&state.settings)` before `TunnelApp::new`), the
-/// server uses the files if they exist and otherwise refuses clients with a logged reason.
-pub fn service(state: Arc<AppState>, registry: Arc<Registry>) -> Service<TunnelApp> {
+/// The tunnel as a Pingora service listening on `HP_FRP_ADDRESS`, with the certificates of
+/// `$HP_CERTS_DIR/frp` (which `crate::certs::ensure_frp_certs` creates on first start).
+pub fn service(
+    state: Arc<AppState>,
+    registry: Arc<Registry>,
+    tls: Arc<TlsSetup>,
+) -> Service<TunnelApp> {
     let addr = state.settings.frp_address.to_string();
-    let mut service = Service::new("harp tunnel".to_string(), TunnelApp::new(state, registry));
+    let mut service = Service::new(
+        "harp tunnel".to_string(),
+        TunnelApp::new(state, registry, tls),
+    );
     service.add_tcp(&addr);
     service
 }

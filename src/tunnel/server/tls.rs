@@ -67,6 +67,21 @@ impl TlsSetup {
         self.forced
     }
 
+    /// Settings for [`TlsSetup::new`] from the configuration.
+    pub fn from_settings(settings: &crate::config::Settings) -> TlsSetup {
+        TlsSetup::new(&settings.certs_dir, !settings.frp_disable_tls)
+    }
+
+    /// SIGHUP: reads the files again for the connections that come next; on failure the
+    /// certificates in use stay.
+    pub fn reload(&self) -> Result<(), String> {
+        let config = Arc::new(load(&self.dir, self.forced)?);
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        loaded.config = Some(config);
+        loaded.last_attempt = Some(Instant::now());
+        Ok(())
+    }
+
     /// The rustls configuration, or `None` while the files are missing or invalid.
     pub fn server_config(&self) -> Option<Arc<ServerConfig>> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
