@@ -1,6 +1,7 @@
 //! `harp doctor`: checks the set-up an admin most often gets wrong and says what to fix —
 //! the Nextcloud URL, the shared key, the outer reverse proxy's `/exapps/` location, the running
-//! gateway, and the local Docker engine. Read-only: it never changes anything.
+//! gateway, the local Docker engine, and (asking the running harp's ops listener) the FRP tunnels
+//! and the Docker engines behind them. Read-only: it never changes anything.
 
 use crate::config::Settings;
 use std::time::Duration;
@@ -69,12 +70,15 @@ fn http() -> reqwest::Client {
 /// Runs every check; `app` (a registered ExApp id) lets the key be verified against Nextcloud.
 pub async fn run(settings: &Settings, app: Option<&str>) -> Vec<Check> {
     let client = http();
+    let proxies = connected_proxies(&client, settings).await;
     vec![
         nextcloud(&client, settings).await,
         shared_key(&client, settings, app).await,
         gateway(&client, settings).await,
         outer_proxy(&client, settings).await,
         docker(settings).await,
+        tunnels(&client, settings, app, &proxies).await,
+        remote_engines(&client, &proxies).await,
     ]
 }
 
@@ -223,5 +227,153 @@ async fn docker(s: &Settings) -> Check {
             "mount the socket (-v /var/run/docker.sock:/var/run/docker.sock) and run harp as a user allowed to use it",
         ),
         Err(_) => Check::fail("docker", format!("{} did not answer in time", socket.display()), "check the Docker daemon"),
+    }
+}
+
+/// A proxy the running harp reports on its ops listener (`/tunnels`).
+#[derive(serde::Deserialize)]
+struct Proxy {
+    name: String,
+    port: u16,
+}
+
+#[derive(serde::Deserialize)]
+struct Tunnels {
+    proxies: Vec<Proxy>,
+}
+
+const EXAPP_PORTS: std::ops::RangeInclusive<u16> = 23000..=23999;
+const ENGINE_PORTS: std::ops::RangeInclusive<u16> = 24000..=24099;
+
+async fn connected_proxies(client: &reqwest::Client, s: &Settings) -> Result<Vec<Proxy>, String> {
+    let url = format!("http://{}/tunnels", loopback(s.ops_address));
+    let answer = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if !answer.status().is_success() {
+        return Err(format!("{url} answered {}", answer.status()));
+    }
+    let body = answer.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+    let tunnels: Tunnels = serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))?;
+    Ok(tunnels.proxies)
+}
+
+fn listing(proxies: &[Proxy]) -> String {
+    if proxies.is_empty() {
+        return "none connected".into();
+    }
+    let names: Vec<String> = proxies
+        .iter()
+        .map(|p| format!("{} on {}", p.name, p.port))
+        .collect();
+    format!("connected: {}", names.join(", "))
+}
+
+/// The ExApp's port as Nextcloud reports it (exapp-meta).
+async fn exapp_port(client: &reqwest::Client, s: &Settings, app: &str) -> Result<u16, String> {
+    let url = format!(
+        "{}/index.php/apps/app_api/harp/exapp-meta",
+        s.nc_instance_url
+    );
+    let answer = client
+        .get(&url)
+        .query(&[("appId", app.to_ascii_lowercase())])
+        .header("harp-shared-key", &s.shared_key)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !answer.status().is_success() {
+        return Err(format!("exapp-meta answered {}", answer.status()));
+    }
+    let body = answer.bytes().await.map_err(|e| e.to_string())?;
+    let record: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    record["port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| "exapp-meta has no port".into())
+}
+
+async fn tunnels(
+    client: &reqwest::Client,
+    s: &Settings,
+    app: Option<&str>,
+    proxies: &Result<Vec<Proxy>, String>,
+) -> Check {
+    let proxies = match proxies {
+        Ok(p) => p,
+        Err(e) => {
+            return Check::skipped(
+                "tunnels",
+                format!(
+                    "harp's ops listener does not answer ({e}); start harp to check its tunnels"
+                ),
+            )
+        }
+    };
+    let Some(app) = app else {
+        return Check::ok("tunnels", listing(proxies));
+    };
+    match exapp_port(client, s, app).await {
+        Err(e) => Check::skipped("tunnels", format!("port of ExApp {app:?} unknown ({e}); {}", listing(proxies))),
+        Ok(port) if !EXAPP_PORTS.contains(&port) => Check::ok(
+            "tunnels",
+            format!("ExApp {app:?} is reached directly on port {port}, not through a tunnel"),
+        ),
+        Ok(port) => match proxies.iter().find(|p| p.port == port) {
+            Some(p) => Check::ok("tunnels", format!("ExApp {app:?} is connected on port {port} (proxy {:?})", p.name)),
+            None => Check::fail(
+                "tunnels",
+                format!("no tunnel holds port {port}, the port of ExApp {app:?}; {}", listing(proxies)),
+                "read the ExApp container's log for frpc errors: it must reach HP_FRP_ADDRESS, use the client certificates of $HP_CERTS_DIR/frp and HP_SHARED_KEY as its token, and (HP_FRP_STRICT_PORTS) name its proxy after the ExApp",
+            ),
+        },
+    }
+}
+
+/// Docker engines of remote hosts, connected through the tunnel on 24000-24099.
+async fn remote_engines(client: &reqwest::Client, proxies: &Result<Vec<Proxy>, String>) -> Check {
+    let engines: Vec<&Proxy> = match proxies {
+        Ok(p) => p
+            .iter()
+            .filter(|p| ENGINE_PORTS.contains(&p.port))
+            .collect(),
+        Err(_) => return Check::skipped("remote docker", "harp's ops listener does not answer"),
+    };
+    if engines.is_empty() {
+        return Check::skipped(
+            "remote docker",
+            "no Docker engine connected through a tunnel (ports 24000-24099)",
+        );
+    }
+    let mut answering = Vec::new();
+    let mut failing = Vec::new();
+    for engine in engines {
+        let url = format!("http://127.0.0.1:{}/_ping", engine.port);
+        match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => {
+                answering.push(format!("{} on {}", engine.name, engine.port))
+            }
+            Ok(r) => failing.push(format!(
+                "{} on {} answered {}",
+                engine.name,
+                engine.port,
+                r.status()
+            )),
+            Err(e) => failing.push(format!("{} on {}: {e}", engine.name, engine.port)),
+        }
+    }
+    if failing.is_empty() {
+        Check::ok(
+            "remote docker",
+            format!("_ping answered by {}", answering.join(", ")),
+        )
+    } else {
+        Check::fail(
+            "remote docker",
+            failing.join("; "),
+            "on the engine's host, check that the Docker daemon runs and that its frpc forwards to the Docker socket (unix_domain_socket plugin)",
+        )
     }
 }

@@ -1,5 +1,6 @@
 //! The operations listener (HP_OPS_ADDRESS, loopback by default): liveness (`/heartbeat`),
-//! readiness (`/ready`: Nextcloud reachable) and Prometheus metrics (`/metrics`). Separate from
+//! readiness (`/ready`: Nextcloud reachable), Prometheus metrics (`/metrics`) and the connected
+//! FRP proxies (`/tunnels`, read by `harp doctor`). Separate from
 //! the ExApp listeners so probes never pass through the brute-force guard.
 
 use crate::state::AppState;
@@ -29,6 +30,27 @@ impl OpsApp {
                 serde_json::json!({"status": "not ready", "reason": why}).to_string(),
             ),
         }
+    }
+
+    fn tunnels(&self) -> String {
+        let proxies: Vec<serde_json::Value> = self
+            .state
+            .tunnels
+            .proxies()
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "port": p.port,
+                    "client": p.client_addr().to_string(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "clients": self.state.tunnels.control_count(),
+            "proxies": proxies,
+        })
+        .to_string()
     }
 
     async fn metrics(&self) -> String {
@@ -63,6 +85,7 @@ impl ServeHttp for OpsApp {
                 let (status, body) = self.ready().await;
                 respond(status, JSON, body.into_bytes())
             }
+            "/tunnels" => respond(200, JSON, self.tunnels().into_bytes()),
             "/metrics" => respond(
                 200,
                 "text/plain; version=0.0.4",

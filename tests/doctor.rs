@@ -64,3 +64,110 @@ async fn doctor_finds_the_missing_exapps_location_and_a_running_gateway() {
     assert!(text.contains("FAIL  reverse proxy"), "{text}");
     assert!(text.contains("docs/reverse-proxy"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_reports_connected_and_missing_tunnels_and_pings_remote_engines() {
+    const APP_PORT: u16 = 23520;
+    const LOST_PORT: u16 = 23521;
+    const ENGINE_PORT: u16 = 24052;
+    let nc = StubNextcloud::start().await;
+    for (app, port) in [("docapp", APP_PORT), ("lostapp", LOST_PORT)] {
+        nc.set_app(
+            app,
+            StubNextcloud::record("tok", "1.0.0", "127.0.0.1", port, &[]),
+        );
+    }
+    // Answers 200 on every path, /_ping included, as an engine would.
+    let backend = EchoBackend::start().await;
+    let harp = Harp::start(&[
+        ("NC_INSTANCE_URL", &nc.url()),
+        ("HP_FRP_DISABLE_TLS", "true"),
+    ]);
+    // One port per client (HaRP's max_ports_per_client): the ExApp and the engine's host each
+    // run their own.
+    let dir = TempDir::new("frpc");
+    let frp = harp.frp_addr();
+    let start_tunnel = |name: &str, port: u16| {
+        let config = dir.join(&format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "serverAddr = \"{}\"\nserverPort = {}\nloginFailExit = false\n\
+                 transport.tls.enable = false\nmetadatas.token = \"{KEY}\"\n\
+                 [[proxies]]\nname = \"{name}\"\ntype = \"tcp\"\nremotePort = {port}\n\
+                 localIP = \"127.0.0.1\"\nlocalPort = {}\n",
+                frp.ip(),
+                frp.port(),
+                backend.port()
+            ),
+        )
+        .unwrap();
+        let mut tunnel = TunnelProcess::start(&config);
+        tunnel.wait_for_line(&format!("proxy {name:?} started"));
+        tunnel
+    };
+    let _exapp = start_tunnel("docapp", APP_PORT);
+    let mut engine_host = start_tunnel("remote-engine", ENGINE_PORT);
+
+    let ops = harp.ops_addr().to_string();
+    let env = [("NC_INSTANCE_URL", nc.url()), ("HP_OPS_ADDRESS", ops)];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, text) = doctor(&env, &["--app", "docapp"]);
+    assert!(
+        text.contains("ok    tunnels: ExApp \"docapp\" is connected on port 23520"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok    remote docker: _ping answered by remote-engine on 24052"),
+        "{text}"
+    );
+    let (ok, text) = doctor(&env, &["--app", "lostapp"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("FAIL  tunnels: no tunnel holds port 23521, the port of ExApp \"lostapp\"; connected: docapp on 23520, remote-engine on 24052"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix: read the ExApp container's log"),
+        "{text}"
+    );
+
+    // The engine's host goes away: its tunnel with it, and the doctor says so.
+    engine_host.kill();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while get(harp.ops_addr(), "/tunnels", &[])
+        .await
+        .body_str()
+        .contains("remote-engine")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine's proxy stayed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (_, text) = doctor(&env, &[]);
+    assert!(
+        text.contains("ok    tunnels: connected: docapp on 23520\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("skip  remote docker: no Docker engine connected"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_skips_the_tunnel_checks_when_harp_is_not_running() {
+    let nc = StubNextcloud::start().await;
+    let down = ClosedPort::new();
+    let ops = format!("127.0.0.1:{}", down.port());
+    let (_, text) = doctor(
+        &[("NC_INSTANCE_URL", &nc.url()), ("HP_OPS_ADDRESS", &ops)],
+        &[],
+    );
+    assert!(
+        text.contains("skip  tunnels: harp's ops listener does not answer"),
+        "{text}"
+    );
+}

@@ -3,17 +3,20 @@
 //! - [`harp`]: the `harp` process fixture (env defaults, readiness, logs on failure).
 //! - [`nextcloud`]: a stub of the two AppAPI callbacks harp calls (exapp-meta, user-info).
 //! - [`backend`]: ExApp stand-ins (echo, closed port, silent server).
+//! - [`frpc`]: `harp tunnel` as a child process, waited on through its log lines.
 //! - [`raw`]: raw-socket HTTP client (malformed paths, silent-drop detection) and a WebSocket client.
 //!
 //! Each test binary uses only part of this, hence the module-wide allows.
 #![allow(dead_code, unused_imports)]
 
 pub mod backend;
+pub mod frpc;
 pub mod harp;
 pub mod nextcloud;
 pub mod raw;
 
 pub use backend::{big_body, ClosedPort, EchoBackend, EchoRequest, SilentBackend};
+pub use frpc::TunnelProcess;
 pub use harp::{run_harp, Harp, UNSET};
 pub use nextcloud::{basic_auth, NcRequest, StubNextcloud};
 pub use raw::{

@@ -111,6 +111,19 @@ impl Registry {
         ))
     }
 
+    /// Every listening proxy, by port: what the ops listener's `/tunnels` shows.
+    pub fn proxies(&self) -> Vec<ProxyHandle> {
+        let inner = self.lock();
+        let mut all: Vec<ProxyHandle> = inner
+            .proxies
+            .iter()
+            .filter(|(_, entry)| entry.listener.is_some())
+            .map(|(name, entry)| ProxyHandle::new(name.clone(), entry.port, entry.control.clone()))
+            .collect();
+        all.sort_by_key(|p| p.port);
+        all
+    }
+
     /// Number of logged-in clients.
     pub fn control_count(&self) -> usize {
         self.lock().controls.len()
