@@ -69,6 +69,14 @@ pub fn load_from_process_env(config_arg: Option<&Path>) -> Result<Settings, Conf
     load(config_arg, &env::process_env)
 }
 
+/// Every setting as (environment variable, YAML key), in `Settings` order; tests/docs.rs checks
+/// that docs/settings.md documents each one.
+pub fn setting_names() -> impl Iterator<Item = (&'static str, &'static str)> {
+    keys::Key::ALL
+        .into_iter()
+        .map(|key| (key.env_name(), key.yaml_name()))
+}
+
 /// [`ignored_vars`] with the real process environment, for `harp check-config`.
 pub fn ignored_vars_in_process_env() -> Vec<&'static str> {
     ignored_vars(&env::process_env)
