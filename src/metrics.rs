@@ -1,5 +1,5 @@
 //! Prometheus metrics for the ops listener: requests by app, outcome and status, latency,
-//! Nextcloud calls and cache hit ratios, brute-force strikes and bans.
+//! Nextcloud calls and cache hit ratios, AppAPI's Docker calls, brute-force strikes and bans.
 //!
 //! Counting is a few atomic adds and one short lock per request; label sets are bounded
 //! (MAX_APPS distinct app labels, the rest count as `other`) so clients cannot grow memory.
@@ -32,6 +32,78 @@ impl Outcome {
             Outcome::Control => "control",
             Outcome::Failed => "failed",
         }
+    }
+}
+
+/// An AppAPI Docker call, for the `op` label of `harp_docker_calls_total`: the eight
+/// `/docker/exapp/*` endpoints and the five kinds of Engine API call the passthrough allows.
+/// A fixed set, so clients cannot mint label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DockerOp {
+    Exists,
+    Create,
+    Start,
+    Stop,
+    WaitForStart,
+    Remove,
+    InstallCertificates,
+    ImageRemove,
+    Ping,
+    ImageInspect,
+    ContainerInspect,
+    ContainerLogs,
+    ImagePull,
+}
+
+impl DockerOp {
+    pub const ALL: [DockerOp; 13] = [
+        DockerOp::Exists,
+        DockerOp::Create,
+        DockerOp::Start,
+        DockerOp::Stop,
+        DockerOp::WaitForStart,
+        DockerOp::Remove,
+        DockerOp::InstallCertificates,
+        DockerOp::ImageRemove,
+        DockerOp::Ping,
+        DockerOp::ImageInspect,
+        DockerOp::ContainerInspect,
+        DockerOp::ContainerLogs,
+        DockerOp::ImagePull,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DockerOp::Exists => "exists",
+            DockerOp::Create => "create",
+            DockerOp::Start => "start",
+            DockerOp::Stop => "stop",
+            DockerOp::WaitForStart => "wait_for_start",
+            DockerOp::Remove => "remove",
+            DockerOp::InstallCertificates => "install_certificates",
+            DockerOp::ImageRemove => "image_remove",
+            DockerOp::Ping => "ping",
+            DockerOp::ImageInspect => "image_inspect",
+            DockerOp::ContainerInspect => "container_inspect",
+            DockerOp::ContainerLogs => "container_logs",
+            DockerOp::ImagePull => "image_pull",
+        }
+    }
+
+    /// `"sidecar"` for the `/docker/exapp/*` endpoints, `"passthrough"` for raw Engine calls.
+    pub fn via(self) -> &'static str {
+        match self {
+            DockerOp::Ping
+            | DockerOp::ImageInspect
+            | DockerOp::ContainerInspect
+            | DockerOp::ContainerLogs
+            | DockerOp::ImagePull => "passthrough",
+            _ => "sidecar",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -68,6 +140,8 @@ pub struct Metrics {
     pub session_cache_hits: Counter,
     pub session_cache_misses: Counter,
     pub strikes: Counter,
+    /// By [`DockerOp`], then `[ok, error]`.
+    docker_calls: [[Counter; 2]; DockerOp::ALL.len()],
 }
 
 impl Metrics {
@@ -93,6 +167,13 @@ impl Metrics {
         self.latency_count.inc();
         self.latency_sum_us
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// One AppAPI Docker call answered with `status` (0: no answer); `ok` when it got an answer
+    /// below 400 and nothing failed afterwards (a broken pull stream is an error).
+    pub fn record_docker_call(&self, op: DockerOp, status: u16, failed: bool) {
+        let ok = !failed && (1..400).contains(&status);
+        self.docker_calls[op.index()][usize::from(!ok)].inc();
     }
 
     /// The Prometheus text exposition; `gauges` are values computed at scrape time.
@@ -169,6 +250,23 @@ impl Metrics {
                 ),
             ],
         );
+        let _ = writeln!(
+            out,
+            "# HELP harp_docker_calls_total AppAPI's Docker calls (the /docker/exapp/* endpoints and \
+             the Engine passthrough) by operation and outcome (ok: answered below 400).\n\
+             # TYPE harp_docker_calls_total counter"
+        );
+        for op in DockerOp::ALL {
+            for (i, outcome) in ["ok", "error"].into_iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "harp_docker_calls_total{{via=\"{}\",op=\"{}\",outcome=\"{outcome}\"}} {}",
+                    op.via(),
+                    op.as_str(),
+                    self.docker_calls[op.index()][i].get()
+                );
+            }
+        }
         counter(
             &mut out,
             "harp_cache_lookups_total",
@@ -224,6 +322,33 @@ mod tests {
         let text = m.render(&[]);
         assert!(text.contains("app=\"other\",outcome=\"denied\",status=\"404\"} 50"));
         assert_eq!(text.matches("harp_requests_total{").count(), MAX_APPS + 1);
+    }
+
+    #[test]
+    fn docker_calls_by_operation_and_outcome() {
+        let m = Metrics::default();
+        m.record_docker_call(DockerOp::Create, 201, false);
+        m.record_docker_call(DockerOp::Create, 409, false);
+        m.record_docker_call(DockerOp::ImagePull, 200, false);
+        m.record_docker_call(DockerOp::ImagePull, 200, true);
+        m.record_docker_call(DockerOp::ImagePull, 0, false);
+        let text = m.render(&[]);
+        for line in [
+            "harp_docker_calls_total{via=\"sidecar\",op=\"create\",outcome=\"ok\"} 1",
+            "harp_docker_calls_total{via=\"sidecar\",op=\"create\",outcome=\"error\"} 1",
+            "harp_docker_calls_total{via=\"sidecar\",op=\"start\",outcome=\"ok\"} 0",
+            "harp_docker_calls_total{via=\"passthrough\",op=\"image_pull\",outcome=\"ok\"} 1",
+            "harp_docker_calls_total{via=\"passthrough\",op=\"image_pull\",outcome=\"error\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        assert_eq!(
+            text.matches("harp_docker_calls_total{").count(),
+            2 * DockerOp::ALL.len()
+        );
+        for (i, op) in DockerOp::ALL.into_iter().enumerate() {
+            assert_eq!(op.index(), i);
+        }
     }
 
     #[test]

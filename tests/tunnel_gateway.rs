@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;

@@ -20,6 +20,7 @@ mod tar;
 
 pub use engines::Engines;
 
+use crate::metrics::DockerOp;
 use crate::state::AppState;
 use bytes::Bytes;
 use serde::Serialize;
@@ -91,6 +92,19 @@ impl Operation {
         })
     }
 
+    fn metric(self) -> DockerOp {
+        match self {
+            Operation::Exists => DockerOp::Exists,
+            Operation::Create => DockerOp::Create,
+            Operation::Start => DockerOp::Start,
+            Operation::Stop => DockerOp::Stop,
+            Operation::WaitForStart => DockerOp::WaitForStart,
+            Operation::Remove => DockerOp::Remove,
+            Operation::InstallCertificates => DockerOp::InstallCertificates,
+            Operation::ImageRemove => DockerOp::ImageRemove,
+        }
+    }
+
     fn budget(self) -> Duration {
         Duration::from_secs(match self {
             Operation::Exists => 15,
@@ -115,6 +129,21 @@ pub async fn handle(
     let Some(op) = Operation::from_path(operation) else {
         return Reply::text(404, "404: Not Found");
     };
+    let reply = handle_operation(state, op, engine_port, body).await;
+    // Every answer of a known operation counts, requests refused before any engine call (400)
+    // as errors too.
+    state
+        .metrics
+        .record_docker_call(op.metric(), reply.status, false);
+    reply
+}
+
+async fn handle_operation(
+    state: &AppState,
+    op: Operation,
+    engine_port: Option<&[u8]>,
+    body: &[u8],
+) -> Reply {
     let port = match parse_engine_port(engine_port) {
         Ok(port) => port,
         Err(reply) => return reply,
@@ -125,7 +154,8 @@ pub async fn handle(
     let reply = endpoints::run(state, op, port, &value).await;
     if reply.status >= 500 {
         log::warn!(
-            "docker/exapp/{operation} on engine port {port}: {} {}",
+            "docker/exapp/{} on engine port {port}: {} {}",
+            op.metric().as_str(),
             reply.status,
             String::from_utf8_lossy(&reply.body)
         );

@@ -1,6 +1,7 @@
 //! Which raw Docker Engine API calls AppAPI may make through the passthrough (HaRP §7).
 //! Matched on the percent-decoded target path, case-insensitively; GET also means HEAD (R5).
 
+use crate::metrics::DockerOp;
 use http::Method;
 use regex::RegexSet;
 use std::sync::LazyLock;
@@ -20,12 +21,27 @@ static PULL: LazyLock<regex::Regex> = LazyLock::new(|| {
 });
 
 pub fn is_allowed(method: &Method, decoded_path: &str) -> bool {
+    operation(method, decoded_path).is_some()
+}
+
+/// The allowed call this is (for metrics), or `None` when the allowlist refuses it.
+pub fn operation(method: &Method, decoded_path: &str) -> Option<DockerOp> {
+    const READ_OPS: [DockerOp; 4] = [
+        DockerOp::Ping,
+        DockerOp::ImageInspect,
+        DockerOp::ContainerInspect,
+        DockerOp::ContainerLogs,
+    ];
     if method == Method::GET || method == Method::HEAD {
-        READS.is_match(decoded_path)
+        READS
+            .matches(decoded_path)
+            .iter()
+            .next()
+            .map(|i| READ_OPS[i])
     } else if method == Method::POST {
-        PULL.is_match(decoded_path)
+        PULL.is_match(decoded_path).then_some(DockerOp::ImagePull)
     } else {
-        false
+        None
     }
 }
 
@@ -41,6 +57,29 @@ mod tests {
         assert!(is_allowed(&Method::GET, "/v1.41/images/img/json"));
         assert!(is_allowed(&Method::GET, "/containers/nc_app_x/json"));
         assert!(is_allowed(&Method::GET, "/containers/nc_app_x/logs"));
+    }
+
+    #[test]
+    fn allowed_calls_are_classified_for_metrics() {
+        let op = |m: &Method, p: &str| operation(m, p);
+        assert_eq!(op(&Method::HEAD, "/_ping"), Some(DockerOp::Ping));
+        assert_eq!(
+            op(&Method::GET, "/v1.41/images/a/b:1/json"),
+            Some(DockerOp::ImageInspect)
+        );
+        assert_eq!(
+            op(&Method::GET, "/containers/nc_app_x/json"),
+            Some(DockerOp::ContainerInspect)
+        );
+        assert_eq!(
+            op(&Method::GET, "/v1.44/containers/nc_app_x/logs"),
+            Some(DockerOp::ContainerLogs)
+        );
+        assert_eq!(
+            op(&Method::POST, "/v1.41/images/create"),
+            Some(DockerOp::ImagePull)
+        );
+        assert_eq!(op(&Method::POST, "/v1.41/containers/create"), None);
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub enum Upstream {
     DockerEngine {
         target: docker_engine::EngineTarget,
         uri: Uri,
+        /// Which allowed call this is, for `harp_docker_calls_total`.
+        op: crate::metrics::DockerOp,
     },
 }
 
@@ -129,10 +131,10 @@ impl Gateway {
                 return self.refuse(session, ctx, Refusal::Status(503)).await;
             };
             let decoded = path::percent_decode(&route);
-            if !docker_allow::is_allowed(&session.req_header().method, &decoded) {
+            let Some(op) = docker_allow::operation(&session.req_header().method, &decoded) else {
                 responses::write_haproxy(session, 403).await?;
                 return Ok(true);
-            }
+            };
             let target = docker_engine::target_for(port, &self.state.settings.docker_socket).await;
             let raised = match docker_engine::path_version(&route) {
                 Some(_) => match self.engine_versions.get(&target).await {
@@ -142,7 +144,7 @@ impl Gateway {
                 None => None,
             };
             let uri = upstream_uri(raised.as_deref().unwrap_or(&route), query.as_deref())?;
-            ctx.upstream = Some(Upstream::DockerEngine { target, uri });
+            ctx.upstream = Some(Upstream::DockerEngine { target, uri, op });
             ctx.outcome = Outcome::Proxied;
             return Ok(false);
         }
@@ -446,6 +448,11 @@ impl ProxyHttp for Gateway {
         self.state
             .metrics
             .record_request(&app, ctx.outcome, status, elapsed);
+        if let Some(Upstream::DockerEngine { op, .. }) = &ctx.upstream {
+            self.state
+                .metrics
+                .record_docker_call(*op, status, e.is_some());
+        }
         if !log::log_enabled!(target: "access", log::Level::Info) {
             return;
         }
