@@ -58,7 +58,12 @@ pub struct EchoBackend {
 
 impl EchoBackend {
     pub async fn start() -> EchoBackend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        EchoBackend::start_on("127.0.0.1:0").await
+    }
+
+    /// On another loopback address, e.g. `[::1]:0`.
+    pub async fn start_on(bind: &str) -> EchoBackend {
+        let listener = tokio::net::TcpListener::bind(bind)
             .await
             .expect("bind echo backend");
         let addr = listener.local_addr().unwrap();
