@@ -1079,16 +1079,15 @@ async fn gateway_tunnel_source(port: u16, app: &str, env: &[(&str, &str)]) -> Ve
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn gateway_uses_the_in_process_tunnel_path_by_default() {
-    let sources = gateway_tunnel_source(23031, "inproc", &[]).await;
+async fn gateway_uses_the_in_process_tunnel_path_when_asked() {
+    let sources = gateway_tunnel_source(23031, "inproc", &[("HP_TUNNEL_IN_PROCESS", "true")]).await;
     assert!(!sources.is_empty());
     assert!(sources.iter().all(|s| s == "127.0.0.55"), "{sources:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn gateway_uses_the_loopback_listener_when_in_process_is_off() {
-    let sources =
-        gateway_tunnel_source(23032, "viaport", &[("HP_TUNNEL_IN_PROCESS", "false")]).await;
+async fn gateway_uses_the_loopback_listener_by_default() {
+    let sources = gateway_tunnel_source(23032, "viaport", &[]).await;
     assert!(!sources.is_empty());
     assert!(sources.iter().all(|s| s == "127.0.0.1"), "{sources:?}");
 }

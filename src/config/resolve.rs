@@ -209,7 +209,7 @@ pub(crate) fn settings(env: &Layer, yaml: Option<&Layer>) -> Result<Settings, Ve
             validate::timeout,
         ),
         frp_strict_ports: r.or(Key::FrpStrictPorts, true, validate::boolean),
-        tunnel_in_process: r.or(Key::TunnelInProcess, true, validate::boolean),
+        tunnel_in_process: r.or(Key::TunnelInProcess, false, validate::boolean),
         k8s_enabled: r.or(Key::K8sEnabled, false, validate::k8s_enabled),
         threads: r.or(Key::Threads, default_threads(), validate::threads),
     };

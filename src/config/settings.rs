@@ -68,7 +68,8 @@ pub struct Settings {
     /// HP_FRP_STRICT_PORTS (default true).
     pub frp_strict_ports: bool,
     /// HP_TUNNEL_IN_PROCESS: the gateway reaches tunnelled ExApps without the loopback listener
-    /// (default true; false forces the loopback hop, as frps).
+    /// (default false: Pingora 0.9 cannot keep in-process connections alive, see
+    /// `gateway::tunnel_peer`, so the loopback hop measured faster).
     pub tunnel_in_process: bool,
     /// HP_K8S_ENABLED (accepted for compatibility; Kubernetes is not implemented).
     pub k8s_enabled: bool,

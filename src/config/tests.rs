@@ -77,6 +77,7 @@ fn defaults() {
     assert_eq!(s.nc_timeout, Duration::from_secs(25));
     assert_eq!(s.decision_timeout, Duration::from_secs(30));
     assert!(s.frp_strict_ports);
+    assert!(!s.tunnel_in_process);
     assert!(!s.k8s_enabled);
     assert!(s.threads >= 1);
 }
