@@ -8,7 +8,7 @@
 //! and frpc dials the ExApp anew. Measured 2.5x slower than the kept-alive loopback listener.
 
 use crate::tunnel::server::registry::Registry;
-use crate::tunnel::server::work_conn::WorkStream;
+use crate::tunnel::stream::WorkStream;
 use async_trait::async_trait;
 use pingora::connectors::L4Connect;
 use pingora::prelude::*;

@@ -2,7 +2,10 @@
 //! unchanged (spec: `shared/spec/frp-protocol.md`).
 //!
 //! Two layers. [`server`] owns the sockets: accept, TLS, yamux, the control session, work
-//! connections and the loopback listeners of registered proxies. Below it, the wire protocol as
+//! connections and the loopback listeners of registered proxies; [`client`] is its counterpart
+//! for `harp tunnel`. Both run work connections on [`stream`] and copy their bytes with [`pipe`],
+//! one implementation because the same tokio-yamux behaviour constrains both ends. Below them,
+//! the wire protocol as
 //! plain types and codecs that do no I/O, so every byte frpc sees is pinned by unit tests against
 //! the spec's §12 vectors and fuzzed (`fuzz/`):
 //!
@@ -25,7 +28,9 @@ pub mod client;
 pub mod codec;
 pub mod crypto;
 pub mod msg;
+pub mod pipe;
 pub mod server;
+pub mod stream;
 pub mod yamux_header;
 
 pub use codec::{Decoder, FrameError};

@@ -15,7 +15,6 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, Instant, Interval};
 
-use super::dial::BoxIo;
 use super::frames::{ControlReader, ControlWriter, ReadError};
 use super::limits::{
     MAX_WORK_CONNS, NEW_PROXY_ERROR_RESEND, NEW_PROXY_NO_ANSWER_RESEND, PROXY_CHECK_INTERVAL,
@@ -24,6 +23,7 @@ use super::work::{self, Opener, RunningProxies, WorkAuth};
 use super::{unix_now, ProxyStatus, Shared};
 use crate::tunnel::crypto;
 use crate::tunnel::msg::{Message, NewProxy, NewProxyResp, Ping};
+use crate::tunnel::stream::BoxIo;
 
 enum Phase {
     /// NewProxy sent at this time, no answer yet.

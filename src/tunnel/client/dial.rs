@@ -4,23 +4,16 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::timeout;
 
 use super::config::Target;
 use super::limits::{LOCAL_DIAL_TIMEOUT, TCP_USER_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
 use super::tls::TlsSetup;
-
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// A connection to the server: plain TCP or TLS over it.
-pub type BoxIo = Box<dyn Io>;
+use crate::tunnel::stream::BoxIo;
 
 /// The head byte frpc writes before TLS when `disableCustomTLSFirstByte = false`.
 const CUSTOM_TLS_HEAD_BYTE: u8 = 0x17;
@@ -97,64 +90,19 @@ fn tune(tcp: &TcpStream) {
     }
 }
 
-/// A connection to a proxy's local service.
-pub enum Local {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-pub async fn dial_local(target: &Target) -> io::Result<Local> {
+/// Connects to a proxy's local service (TCP or unix socket).
+pub async fn dial_local(target: &Target) -> io::Result<BoxIo> {
     let connect = async {
         match target {
             Target::Tcp { host, port } => {
                 let tcp = TcpStream::connect((host.as_str(), *port)).await?;
                 let _ = tcp.set_nodelay(true);
-                Ok(Local::Tcp(tcp))
+                Ok(Box::new(tcp) as BoxIo)
             }
-            Target::Unix(path) => UnixStream::connect(path).await.map(Local::Unix),
+            Target::Unix(path) => Ok(Box::new(UnixStream::connect(path).await?) as BoxIo),
         }
     };
     timeout(LOCAL_DIAL_TIMEOUT, connect)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
-}
-
-impl AsyncRead for Local {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Local::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Local::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Local {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Local::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Local::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Local::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Local::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Local::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Local::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
 }

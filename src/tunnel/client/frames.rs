@@ -13,11 +13,11 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::timeout;
 
-use super::dial::BoxIo;
 use super::limits::WRITE_TIMEOUT;
 use crate::tunnel::codec::{self, Decoder, FrameError, HEADER_LEN, MAX_BODY_LEN};
 use crate::tunnel::crypto::{AesKey, Decryptor, Encryptor};
 use crate::tunnel::msg::{Message, MessageType};
+use crate::tunnel::stream::BoxIo;
 
 #[derive(Debug)]
 pub enum ReadError {

@@ -1,6 +1,7 @@
 //! Every timeout and bound of the tunnel client in one place, with the reason for its value.
 //! frpc 0.61.1's own numbers (spec `frp-protocol.md` §11, §13) are kept where servers or users
-//! depend on them.
+//! depend on them. The copy buffers are the pipe's, shared with the server
+//! ([`crate::tunnel::pipe::PIPE_BUF`]).
 
 use std::time::Duration;
 
@@ -48,9 +49,6 @@ pub const YAMUX_ACCEPT_BACKLOG: usize = 256;
 /// Work connections alive at once (pooled or carrying a user connection). Each ReqWorkConn
 /// costs a stream and a task, so a server asking for more is ignored beyond this.
 pub const MAX_WORK_CONNS: usize = 1024;
-
-/// Copy buffer of one direction of a work connection.
-pub const PIPE_BUF: usize = 16 * 1024;
 
 /// The kernel drops the server connection when sent data stays unacknowledged this long, so a
 /// vanished server is noticed within one yamux keepalive (30 s) plus this, not after TCP's

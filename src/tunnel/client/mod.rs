@@ -7,7 +7,8 @@
 //! * [`tls`], [`dial`]: the connection to the server (TLS, mutual TLS, 0x17 head byte) and
 //!   to local services.
 //! * [`session`]: yamux client side and Login; [`control`]: the encrypted control stream,
-//!   proxies and heartbeats; [`work`], [`pipe`]: work connections and byte copying.
+//!   proxies and heartbeats; [`work`]: work connections, whose bytes the tunnel's shared
+//!   [`pipe`](crate::tunnel::pipe) copies, as on the server.
 //! * [`backoff`]: reconnect timing; [`limits`]: every timeout and bound.
 //!
 //! This module (the reconnect loop) follows frpc: the first login is tried at once; if it fails
@@ -26,7 +27,6 @@ pub mod control;
 pub mod dial;
 pub mod frames;
 pub mod limits;
-pub mod pipe;
 pub mod session;
 pub mod tls;
 pub mod work;

@@ -17,7 +17,6 @@ use tokio::time::timeout;
 use tokio_yamux::{Config as YamuxConfig, Session};
 
 use super::control::Control;
-use super::dial::BoxIo;
 use super::frames::{read_plain, write_plain};
 use super::limits::{
     LOGIN_TIMEOUT, OPEN_STREAM_TIMEOUT, WRITE_TIMEOUT, YAMUX_ACCEPT_BACKLOG, YAMUX_MAX_STREAMS,
@@ -27,6 +26,7 @@ use super::work::Opener;
 use super::{unix_now, Shared};
 use crate::tunnel::crypto;
 use crate::tunnel::msg::{Login, Message};
+use crate::tunnel::stream::BoxIo;
 
 pub enum Outcome {
     /// No login: the error as frpc would report it.

@@ -8,80 +8,18 @@
 //! every work task (yamux keepalive, or the heartbeat with tcpMux off, detects a dead server).
 
 use std::collections::HashMap;
-use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::timeout;
-use tokio_yamux::StreamHandle;
 
 use super::config::Target;
-use super::dial::{dial_local, BoxIo, Dialer};
+use super::dial::{dial_local, Dialer};
 use super::frames::{read_plain, write_plain};
 use super::limits::OPEN_STREAM_TIMEOUT;
-use super::pipe::{pipe, Drain};
 use crate::tunnel::crypto;
 use crate::tunnel::msg::{Message, NewWorkConn};
-
-/// A work connection: a yamux stream, or a whole connection with tcpMux off.
-pub enum WorkIo {
-    Mux(StreamHandle),
-    Direct(BoxIo),
-}
-
-impl Drain for WorkIo {
-    /// Peeking makes tokio-yamux move queued frames into the stream's buffer (see `pipe`).
-    fn poll_drain(&mut self, cx: &mut Context<'_>) {
-        if let WorkIo::Mux(stream) = self {
-            let mut one = [0u8; 1];
-            let mut buf = ReadBuf::new(&mut one);
-            // Only the side effect matters; data and errors show up on the next read.
-            let _ = stream.poll_peek(cx, &mut buf);
-        }
-    }
-}
-
-impl AsyncRead for WorkIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WorkIo::Mux(s) => Pin::new(s).poll_read(cx, buf),
-            WorkIo::Direct(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for WorkIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WorkIo::Mux(s) => Pin::new(s).poll_write(cx, buf),
-            WorkIo::Direct(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WorkIo::Mux(s) => Pin::new(s).poll_flush(cx),
-            WorkIo::Direct(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WorkIo::Mux(s) => Pin::new(s).poll_shutdown(cx),
-            WorkIo::Direct(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+use crate::tunnel::pipe::pipe;
+use crate::tunnel::stream::WorkStream;
 
 /// How a session opens new frp connections to the server.
 #[derive(Clone)]
@@ -91,16 +29,16 @@ pub enum Opener {
 }
 
 impl Opener {
-    pub async fn open(&self) -> Result<WorkIo, String> {
+    pub async fn open(&self) -> Result<WorkStream, String> {
         let open = async {
             match self {
                 Opener::Mux(control) => control
                     .clone()
                     .open_stream()
                     .await
-                    .map(WorkIo::Mux)
+                    .map(WorkStream::Mux)
                     .map_err(|e| format!("cannot open a yamux stream: {e:?}")),
-                Opener::Direct(dialer) => dialer.dial().await.map(WorkIo::Direct),
+                Opener::Direct(dialer) => dialer.dial().await.map(WorkStream::Direct),
             }
         };
         timeout(OPEN_STREAM_TIMEOUT, open)
@@ -197,7 +135,9 @@ pub async fn serve(opener: Opener, auth: WorkAuth, proxies: RunningProxies) {
         "tunnel client: proxy {:?}: user {user} joined to {target}",
         start.proxy_name
     );
-    if let Err(e) = pipe(&mut work, &mut local).await {
+    // No idle timeout here: the server applies HaRP's (see `crate::tunnel::pipe`).
+    let (result, _, _) = pipe(&mut local, &mut work, None).await;
+    if let Err(e) = result {
         log::debug!(
             "tunnel client: proxy {:?}: user {user} ended with {e}",
             start.proxy_name

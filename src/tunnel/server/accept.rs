@@ -18,10 +18,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
-use super::io::{BoxIo, Rewind};
+use super::io::Rewind;
 use super::limits::{FIRST_BYTES_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
 use super::tls::TlsSetup;
 use crate::tunnel::msg::MessageType;
+use crate::tunnel::stream::BoxIo;
 
 const CUSTOM_TLS_HEAD_BYTE: u8 = 0x17;
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;

@@ -20,7 +20,6 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::timeout;
 
 use super::frames::{self, ControlReader, ControlWriter, ReadError};
-use super::io::BoxIo;
 use super::limits::{
     CONTROL_QUEUE, MAX_PENDING_WORK_REQUESTS, MAX_POOL_COUNT, MAX_RUN_ID_LEN, POOL_EXTRA,
     TEARDOWN_TIMEOUT, WORK_CONN_TIMEOUT, WRITE_TIMEOUT,
@@ -29,10 +28,11 @@ use super::login::{self, Rejection, ERR_INTERNAL, SERVER_VERSION};
 use super::proxy;
 use super::registry::stop_listener;
 use super::session::SessionCtx;
-use super::work_conn::{Pool, Take, WorkStream};
+use super::work_conn::{Pool, Take};
 use super::Tunnel;
 use crate::tunnel::crypto::{self, Encryptor};
 use crate::tunnel::msg::{Login, LoginResp, Message, Pong, ReqWorkConn, StartWorkConn};
+use crate::tunnel::stream::{BoxIo, WorkStream};
 
 /// The shared face of a control: what listeners, the registry and work streams use.
 pub struct ControlHandle {

@@ -1,6 +1,5 @@
-//! Byte-stream plumbing shared by the tunnel server: the boxed transport type, a reader that
-//! replays bytes already taken off a socket, and the TCP option that bounds how long a vanished
-//! client can hold its ports.
+//! Byte-stream plumbing of the tunnel server: a reader that replays bytes already taken off a
+//! socket, and the TCP option that bounds how long a vanished client can hold its ports.
 //!
 //! Owns no protocol logic and must never buffer without bound: [`Rewind`] replays at most the
 //! few bytes the first-byte detection read.
@@ -11,13 +10,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// Anything the tunnel can run on: TCP, TLS over TCP, a yamux stream.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-pub type BoxIo = Box<dyn Io>;
 
 /// `inner`, with `prefix` read back first: the detection code reads a byte to decide what the
 /// peer speaks, and the chosen layer (TLS, yamux, frp framing) must still see it.

@@ -1,5 +1,7 @@
 //! Every timeout and bound of the tunnel server in one place, each with the reason for its
 //! value. frp's own numbers (spec `frp-protocol.md` §13) are kept where clients depend on them.
+//! The copy buffers are the pipe's, shared with the client
+//! ([`crate::tunnel::pipe::PIPE_BUF`]).
 
 use std::time::Duration;
 
@@ -81,9 +83,6 @@ pub const MAX_PROXY_NAME_LEN: usize = 256;
 /// Bound on the Nextcloud lookup of the port-squatting check: frpc re-sends NewProxy after 20 s
 /// without an answer, so the answer must come well before that.
 pub const STRICT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Copy buffer of one direction of a user connection.
-pub const PIPE_BUF: usize = 16 * 1024;
 
 /// How often the certificates are looked for again while TLS is on and they are missing.
 pub const CERT_RETRY_INTERVAL: Duration = Duration::from_secs(5);

@@ -15,8 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::limits::MAX_USER_CONNS_PER_PROXY;
-use super::pipe::{pipe, PipeEnd};
 use super::registry::ProxyHandle;
+use crate::tunnel::pipe::{pipe, PipeEnd};
 
 pub async fn bind(port: u16) -> io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await

@@ -9,14 +9,15 @@
 //! * [`control`] with [`login`]: authentication, the encrypted control stream, teardown.
 //! * [`proxy`], [`policy`], [`registry`]: NewProxy checks and the name/port registry
 //!   ([`Registry::lookup`] is the API for in-process users).
-//! * [`work_conn`], [`listener`], [`pipe`]: work-connection pool, loopback listeners, copying.
+//! * [`work_conn`], [`listener`]: work-connection pool and loopback listeners; the bytes are
+//!   copied by the tunnel's shared [`pipe`](crate::tunnel::pipe).
 //!
 //! yamux (tokio-yamux 0.3) was checked against spec §3 rather than assumed: it ACKs every
 //! accepted stream at once with the configured max window (6 MiB → delta 6029312, as Go frps),
 //! answers pings, pings every 30 s, resets streams beyond the backlog, and sends GoAway on a
 //! duplicate SYN. Two differences are handled here: its ping deadline is a fixed 30 s, checked
 //! at the next ping (so `TCP_USER_TIMEOUT` is set to notice vanished hosts sooner), and it stops
-//! reading the connection while one stream's 8-frame queue is full (so `pipe` keeps draining
+//! reading the connection while one stream's 8-frame queue is full (so the pipe keeps draining
 //! work streams whose user side is slow).
 //!
 //! Rules for everything below: nothing a client sends may crash or stall the server or another
@@ -31,7 +32,6 @@ pub mod io;
 pub mod limits;
 pub mod listener;
 pub mod login;
-pub mod pipe;
 pub mod policy;
 pub mod proxy;
 pub mod registry;
@@ -49,8 +49,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::listening::Service;
 use tokio::sync::Semaphore;
 
+pub use crate::tunnel::stream::WorkStream;
 pub use registry::{ProxyHandle, Registry};
-pub use work_conn::WorkStream;
 
 use crate::state::AppState;
 use crate::tunnel::crypto::AesKey;

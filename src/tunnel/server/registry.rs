@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use super::control::ControlHandle;
 use super::limits::{MAX_CONTROLS, MAX_PORTS_PER_CLIENT};
 use super::policy;
-use super::work_conn::WorkStream;
+use crate::tunnel::stream::WorkStream;
 
 #[derive(Default)]
 pub struct Registry {

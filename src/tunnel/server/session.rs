@@ -23,15 +23,14 @@ use tokio_yamux::{Config, Session, StreamHandle};
 use super::accept::{Accepted, Framing};
 use super::control::{self, ControlHandle};
 use super::frames::{self, ReadError};
-use super::io::BoxIo;
 use super::limits::{
     DIRECT_HEARTBEAT_TIMEOUT, FIRST_BYTES_TIMEOUT, LOGIN_FAILURE_LINGER, TEARDOWN_TIMEOUT,
     WRITE_TIMEOUT, YAMUX_ACCEPT_BACKLOG, YAMUX_KEEPALIVE_INTERVAL, YAMUX_MAX_STREAMS,
     YAMUX_MAX_STREAM_WINDOW,
 };
-use super::work_conn::WorkStream;
 use super::Tunnel;
 use crate::tunnel::msg::{Message, NewWorkConn};
+use crate::tunnel::stream::{BoxIo, WorkStream};
 
 /// Where a yamux session is in its life.
 #[derive(Clone)]

@@ -5,82 +5,11 @@
 //! closed. Taking a stream never waits longer than `WORK_CONN_TIMEOUT`. This module must never
 //! hold a stream it cannot hand out: streams of a finished client are dropped with its pool.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, Mutex};
 use tokio::time::timeout;
-use tokio_yamux::StreamHandle;
 
-use super::io::BoxIo;
 use super::limits::WORK_CONN_TIMEOUT;
-
-/// A work connection: a yamux stream (tcpMux) or a whole connection (tcpMux off).
-pub enum WorkStream {
-    Mux(StreamHandle),
-    Direct(BoxIo),
-}
-
-impl WorkStream {
-    /// Lets a yamux stream take in frames that arrived for it while nobody reads it.
-    ///
-    /// Why: tokio-yamux hands frames to a stream through an 8-slot channel and stops reading the
-    /// whole connection while one stream's channel is full. A user connection that is slow to
-    /// accept data would then stall every stream of that client, the control stream and the
-    /// keepalive included. Peeking moves the frames into the stream's own buffer, which the
-    /// yamux window bounds (the peer gets no new window until the bytes are really read), so
-    /// this costs no unbounded memory. The peeked bytes stay in place for the next read.
-    pub fn poll_drain(&mut self, cx: &mut Context<'_>) {
-        if let WorkStream::Mux(stream) = self {
-            let mut one = [0u8; 1];
-            let mut buf = ReadBuf::new(&mut one);
-            // Only the side effect matters: readiness and errors show up on the next read.
-            let _ = stream.poll_peek(cx, &mut buf);
-        }
-    }
-}
-
-impl AsyncRead for WorkStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WorkStream::Mux(s) => Pin::new(s).poll_read(cx, buf),
-            WorkStream::Direct(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for WorkStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WorkStream::Mux(s) => Pin::new(s).poll_write(cx, buf),
-            WorkStream::Direct(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WorkStream::Mux(s) => Pin::new(s).poll_flush(cx),
-            WorkStream::Direct(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WorkStream::Mux(s) => Pin::new(s).poll_shutdown(cx),
-            WorkStream::Direct(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+use crate::tunnel::stream::WorkStream;
 
 /// One client's parked work streams.
 pub struct Pool {

@@ -1,0 +1,92 @@
+//! The byte streams both tunnel ends carry frp over: the boxed transport, and the work
+//! connection that is either a yamux stream or a whole connection.
+//!
+//! Shared by [`super::server`] and [`super::client`] because the same tokio-yamux behaviour
+//! constrains both sides (see [`Drain`]).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_yamux::StreamHandle;
+
+/// Anything the tunnel can run on: TCP, TLS over TCP, a yamux stream.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A connection between the tunnel's ends: plain TCP or TLS over it.
+pub type BoxIo = Box<dyn Io>;
+
+/// A byte stream that can take in data it has already been sent without that data being read.
+pub trait Drain {
+    /// Never consumes bytes: what it takes in is still there for the next read.
+    fn poll_drain(&mut self, cx: &mut Context<'_>);
+}
+
+/// A work connection: a yamux stream (tcpMux) or a whole connection (tcpMux off).
+pub enum WorkStream {
+    Mux(StreamHandle),
+    Direct(BoxIo),
+}
+
+impl Drain for WorkStream {
+    /// Lets a yamux stream take in frames that arrived for it while nobody reads it.
+    ///
+    /// Why: tokio-yamux hands frames to a stream through an 8-slot channel and stops reading the
+    /// whole connection while one stream's channel is full. A peer of the work stream that is
+    /// slow to accept data would then stall every stream of that session, the control stream
+    /// and the keepalive included. Peeking moves the frames into the stream's own buffer, which
+    /// the yamux window bounds (the other end gets no new window until the bytes are really
+    /// read), so this costs no unbounded memory. The peeked bytes stay in place for the next
+    /// read. A whole connection has no such queue: nothing to do.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) {
+        if let WorkStream::Mux(stream) = self {
+            let mut one = [0u8; 1];
+            let mut buf = ReadBuf::new(&mut one);
+            // Only the side effect matters: readiness and errors show up on the next read.
+            let _ = stream.poll_peek(cx, &mut buf);
+        }
+    }
+}
+
+impl AsyncRead for WorkStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WorkStream::Mux(s) => Pin::new(s).poll_read(cx, buf),
+            WorkStream::Direct(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WorkStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WorkStream::Mux(s) => Pin::new(s).poll_write(cx, buf),
+            WorkStream::Direct(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WorkStream::Mux(s) => Pin::new(s).poll_flush(cx),
+            WorkStream::Direct(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WorkStream::Mux(s) => Pin::new(s).poll_shutdown(cx),
+            WorkStream::Direct(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
