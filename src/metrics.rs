@@ -4,6 +4,8 @@
 //! Counting is a few atomic adds and one short lock per request; label sets are bounded
 //! (MAX_APPS distinct app labels, the rest count as `other`) so clients cannot grow memory.
 
+use crate::docker::Operation;
+use crate::gateway::docker_allow::PassthroughCall;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,75 +37,45 @@ impl Outcome {
     }
 }
 
-/// An AppAPI Docker call, for the `op` label of `harp_docker_calls_total`: the eight
-/// `/docker/exapp/*` endpoints and the five kinds of Engine API call the passthrough allows.
-/// A fixed set, so clients cannot mint label values.
+/// An AppAPI Docker call, for the `via` and `op` labels of `harp_docker_calls_total`: one of the
+/// eight `/docker/exapp/*` endpoints or one of the five kinds of Engine API call the passthrough
+/// allows. A fixed set, so clients cannot mint label values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DockerOp {
-    Exists,
-    Create,
-    Start,
-    Stop,
-    WaitForStart,
-    Remove,
-    InstallCertificates,
-    ImageRemove,
-    Ping,
-    ImageInspect,
-    ContainerInspect,
-    ContainerLogs,
-    ImagePull,
+    Sidecar(Operation),
+    Passthrough(PassthroughCall),
 }
 
 impl DockerOp {
-    pub const ALL: [DockerOp; 13] = [
-        DockerOp::Exists,
-        DockerOp::Create,
-        DockerOp::Start,
-        DockerOp::Stop,
-        DockerOp::WaitForStart,
-        DockerOp::Remove,
-        DockerOp::InstallCertificates,
-        DockerOp::ImageRemove,
-        DockerOp::Ping,
-        DockerOp::ImageInspect,
-        DockerOp::ContainerInspect,
-        DockerOp::ContainerLogs,
-        DockerOp::ImagePull,
-    ];
+    const COUNT: usize = Operation::ALL.len() + PassthroughCall::ALL.len();
+
+    /// Every operation in exposition order (the sidecar's, then the passthrough's), which is
+    /// also the order of [`DockerOp::index`].
+    pub fn all() -> impl Iterator<Item = DockerOp> {
+        let sidecar = Operation::ALL.into_iter().map(DockerOp::Sidecar);
+        sidecar.chain(PassthroughCall::ALL.into_iter().map(DockerOp::Passthrough))
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
-            DockerOp::Exists => "exists",
-            DockerOp::Create => "create",
-            DockerOp::Start => "start",
-            DockerOp::Stop => "stop",
-            DockerOp::WaitForStart => "wait_for_start",
-            DockerOp::Remove => "remove",
-            DockerOp::InstallCertificates => "install_certificates",
-            DockerOp::ImageRemove => "image_remove",
-            DockerOp::Ping => "ping",
-            DockerOp::ImageInspect => "image_inspect",
-            DockerOp::ContainerInspect => "container_inspect",
-            DockerOp::ContainerLogs => "container_logs",
-            DockerOp::ImagePull => "image_pull",
+            DockerOp::Sidecar(op) => op.as_str(),
+            DockerOp::Passthrough(call) => call.as_str(),
         }
     }
 
     /// `"sidecar"` for the `/docker/exapp/*` endpoints, `"passthrough"` for raw Engine calls.
     pub fn via(self) -> &'static str {
         match self {
-            DockerOp::Ping
-            | DockerOp::ImageInspect
-            | DockerOp::ContainerInspect
-            | DockerOp::ContainerLogs
-            | DockerOp::ImagePull => "passthrough",
-            _ => "sidecar",
+            DockerOp::Sidecar(_) => "sidecar",
+            DockerOp::Passthrough(_) => "passthrough",
         }
     }
 
     fn index(self) -> usize {
-        self as usize
+        match self {
+            DockerOp::Sidecar(op) => op as usize,
+            DockerOp::Passthrough(call) => Operation::ALL.len() + call as usize,
+        }
     }
 }
 
@@ -141,7 +113,7 @@ pub struct Metrics {
     pub session_cache_misses: Counter,
     pub strikes: Counter,
     /// By [`DockerOp`], then `[ok, error]`.
-    docker_calls: [[Counter; 2]; DockerOp::ALL.len()],
+    docker_calls: [[Counter; 2]; DockerOp::COUNT],
 }
 
 impl Metrics {
@@ -256,7 +228,7 @@ impl Metrics {
              the Engine passthrough) by operation and outcome (ok: answered below 400).\n\
              # TYPE harp_docker_calls_total counter"
         );
-        for op in DockerOp::ALL {
+        for op in DockerOp::all() {
             for (i, outcome) in ["ok", "error"].into_iter().enumerate() {
                 let _ = writeln!(
                     out,
@@ -327,11 +299,13 @@ mod tests {
     #[test]
     fn docker_calls_by_operation_and_outcome() {
         let m = Metrics::default();
-        m.record_docker_call(DockerOp::Create, 201, false);
-        m.record_docker_call(DockerOp::Create, 409, false);
-        m.record_docker_call(DockerOp::ImagePull, 200, false);
-        m.record_docker_call(DockerOp::ImagePull, 200, true);
-        m.record_docker_call(DockerOp::ImagePull, 0, false);
+        let create = DockerOp::Sidecar(Operation::Create);
+        let pull = DockerOp::Passthrough(PassthroughCall::ImagePull);
+        m.record_docker_call(create, 201, false);
+        m.record_docker_call(create, 409, false);
+        m.record_docker_call(pull, 200, false);
+        m.record_docker_call(pull, 200, true);
+        m.record_docker_call(pull, 0, false);
         let text = m.render(&[]);
         for line in [
             "harp_docker_calls_total{via=\"sidecar\",op=\"create\",outcome=\"ok\"} 1",
@@ -344,9 +318,9 @@ mod tests {
         }
         assert_eq!(
             text.matches("harp_docker_calls_total{").count(),
-            2 * DockerOp::ALL.len()
+            2 * DockerOp::COUNT
         );
-        for (i, op) in DockerOp::ALL.into_iter().enumerate() {
+        for (i, op) in DockerOp::all().enumerate() {
             assert_eq!(op.index(), i);
         }
     }

@@ -26,6 +26,10 @@ use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions, TagImageOptions,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
+use common::docker::{
+    build_image, docker_cli, real_engine, unique, volume_exists, Answer, Cleanup, BUSYBOX,
+    LOCAL_ENGINE, SOCKET,
+};
 use common::{ClosedPort, Harp, SilentBackend, TempDir, KEY};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -35,49 +39,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const SOCKET: &str = "/var/run/docker.sock";
-/// HaRP's bundled-frpc port, which harp-rs maps to the local socket when nothing listens there.
-const LOCAL_ENGINE: u16 = 24000;
-const BUSYBOX: &str = "/bin/busybox";
-
 // ---------------------------------------------------------------------------------------------
 // Calling harp.
-
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
-    }
-
-    #[track_caller]
-    fn assert_text(&self, status: u16, body: &str) {
-        assert_eq!(
-            (self.status, self.body.as_str()),
-            (status, body),
-            "content-type {}",
-            self.content_type
-        );
-        assert_eq!(self.content_type, "text/plain; charset=utf-8");
-    }
-
-    #[track_caller]
-    fn assert_json(&self, status: u16, body: Value) {
-        assert_eq!(self.status, status, "{}", self.body);
-        assert_eq!(self.content_type, "application/json; charset=utf-8");
-        assert_eq!(self.json(), body);
-    }
-
-    #[track_caller]
-    fn assert_no_content(&self) {
-        assert_eq!((self.status, self.body.as_str()), (204, ""));
-    }
-}
 
 /// `POST /exapps/app_api/docker/exapp/<op>` with the key and `docker-engine-port` (if any).
 async fn call_raw(harp: &Harp, op: &str, port: Option<&str>, body: &str) -> Answer {
@@ -90,20 +53,7 @@ async fn call_raw(harp: &Harp, op: &str, port: Option<&str>, body: &str) -> Answ
     if let Some(port) = port {
         req = req.header("docker-engine-port", port);
     }
-    let resp = req.send().await.expect("request to harp");
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = resp.text().await.expect("body");
-    Answer {
-        status,
-        content_type,
-        body,
-    }
+    Answer::of(req).await
 }
 
 async fn call(harp: &Harp, port: u16, op: &str, body: Value) -> Answer {
@@ -112,38 +62,6 @@ async fn call(harp: &Harp, port: u16, op: &str, body: Value) -> Answer {
 
 // ---------------------------------------------------------------------------------------------
 // The real engine.
-
-/// A client for this machine's engine, or `None` (after a loud message) when there is none.
-async fn real_engine() -> Option<Docker> {
-    let skip = |why: String| {
-        eprintln!("SKIPPED: no Docker engine reachable ({why}); the Docker sidecar is not tested against a real engine");
-        None
-    };
-    if !Path::new(SOCKET).exists() {
-        return skip(format!("no {SOCKET}"));
-    }
-    let docker = match Docker::connect_with_unix(SOCKET, 120, API_DEFAULT_VERSION) {
-        Ok(d) => d,
-        Err(e) => return skip(e.to_string()),
-    };
-    let docker = match docker.negotiate_version().await {
-        Ok(d) => d,
-        Err(e) => return skip(e.to_string()),
-    };
-    if let Err(e) = docker.ping().await {
-        return skip(e.to_string());
-    }
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", LOCAL_ENGINE)).is_err(),
-        "something listens on 127.0.0.1:{LOCAL_ENGINE}, so harp cannot map that port to the local \
-         Docker socket; stop it to run these tests"
-    );
-    assert!(
-        Path::new(BUSYBOX).exists(),
-        "the test images need {BUSYBOX}: apt-get install busybox-static"
-    );
-    Some(docker)
-}
 
 /// Tags of the shared test images.
 struct Images {
@@ -156,15 +74,6 @@ struct Images {
 static IMAGES: tokio::sync::OnceCell<Images> = tokio::sync::OnceCell::const_new();
 /// Every image tag this process made, removed when it exits.
 static MADE_IMAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}x{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 extern "C" fn remove_made_images() {
     let tags = MADE_IMAGES.lock().map(|t| t.clone()).unwrap_or_default();
@@ -232,60 +141,39 @@ async fn images() -> &'static Images {
         .await
 }
 
-/// Runs the docker CLI, panicking with its output on failure.
-async fn docker_cli(args: &[&str]) -> String {
-    let out = tokio::process::Command::new("docker")
-        .args(args)
-        .output()
-        .await
-        .expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A test on the real engine: harp using the local socket, a client for checks, and everything
 /// the test creates, removed on drop.
 struct RealTest {
     docker: Docker,
     harp: Harp,
-    containers: Mutex<Vec<String>>,
-    volumes: Mutex<Vec<String>>,
-    networks: Mutex<Vec<String>>,
-    images: Mutex<Vec<String>>,
+    cleanup: Cleanup,
 }
 
 impl RealTest {
+    /// `None` (after a loud message) when this machine has no engine.
     async fn start() -> Option<RealTest> {
-        let docker = real_engine().await?;
+        if !real_engine("the Docker sidecar").await {
+            return None;
+        }
+        let docker = Docker::connect_with_unix(SOCKET, 120, API_DEFAULT_VERSION)
+            .expect("client for the Docker socket")
+            .negotiate_version()
+            .await
+            .expect("Docker API version");
         let harp = Harp::start(&[("HP_DOCKER_SOCKET", SOCKET)]);
         Some(RealTest {
             docker,
             harp,
-            containers: Mutex::default(),
-            volumes: Mutex::default(),
-            networks: Mutex::default(),
-            images: Mutex::default(),
+            cleanup: Cleanup::default(),
         })
     }
 
     /// A fresh app id; its container and volume are cleaned up.
     fn app(&self) -> String {
         let app = unique("harptest");
-        self.owns_container(&format!("nc_app_{app}"));
-        self.volumes
-            .lock()
-            .unwrap()
-            .push(format!("nc_app_{app}_data"));
+        self.cleanup.container(&format!("nc_app_{app}"));
+        self.cleanup.volume(&format!("nc_app_{app}_data"));
         app
-    }
-
-    fn owns_container(&self, name: &str) {
-        self.containers.lock().unwrap().push(name.to_string());
     }
 
     async fn call(&self, op: &str, body: Value) -> Answer {
@@ -318,10 +206,6 @@ impl RealTest {
             .inspect_container(container, None::<InspectContainerOptions>)
             .await
             .is_ok()
-    }
-
-    async fn volume_exists(&self, volume: &str) -> bool {
-        self.docker.inspect_volume(volume).await.is_ok()
     }
 
     /// Runs `cmd` in a running container and returns its output.
@@ -362,47 +246,10 @@ impl RealTest {
 
     /// An image of its own, with a single tag, derived from `base` (a label makes it distinct).
     async fn own_image(&self, base: &str, tag: &str) {
-        self.images.lock().unwrap().push(tag.to_string());
+        self.cleanup.image(tag);
         let dir = TempDir::new("docker-own-image");
         std::fs::write(dir.join("Dockerfile"), format!("FROM {base}\n")).unwrap();
-        docker_cli(&[
-            "build",
-            "-q",
-            "--label",
-            &format!("harp-rs-test={tag}"),
-            "-t",
-            tag,
-            dir.path().to_str().unwrap(),
-        ])
-        .await;
-    }
-}
-
-impl Drop for RealTest {
-    fn drop(&mut self) {
-        let run = |args: Vec<String>| {
-            let _ = Command::new("docker").args(args).output();
-        };
-        let containers = self
-            .containers
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or_default();
-        if !containers.is_empty() {
-            run([vec!["rm".into(), "-f".into()], containers].concat());
-        }
-        let volumes = self.volumes.lock().map(|v| v.clone()).unwrap_or_default();
-        if !volumes.is_empty() {
-            run([vec!["volume".into(), "rm".into(), "-f".into()], volumes].concat());
-        }
-        let networks = self.networks.lock().map(|n| n.clone()).unwrap_or_default();
-        for network in networks {
-            run(vec!["network".into(), "rm".into(), network]);
-        }
-        let images = self.images.lock().map(|i| i.clone()).unwrap_or_default();
-        if !images.is_empty() {
-            run([vec!["rmi".into(), "-f".into()], images].concat());
-        }
+        build_image(&dir, tag).await;
     }
 }
 
@@ -1118,10 +965,10 @@ async fn b50_b52_create_makes_volume_container_network_alias_and_mounts() {
         format!("nc_app_i1_{app}_rp"),
         format!("nc_app_i1_{app}_data"),
     );
-    t.owns_container(&container);
-    t.volumes.lock().unwrap().push(volume.clone());
+    t.cleanup.container(&container);
+    t.cleanup.volume(&volume);
     let network = unique("harp-rs-test-net-");
-    t.networks.lock().unwrap().push(network.clone());
+    t.cleanup.network(&network);
     t.docker
         .create_network(NetworkCreateRequest {
             name: network.clone(),
@@ -1181,7 +1028,7 @@ async fn b50_b52_create_makes_volume_container_network_alias_and_mounts() {
         .and_then(|e| e.aliases)
         .unwrap_or_default();
     assert!(aliases.contains(&app), "{aliases:?}");
-    assert!(t.volume_exists(&volume).await);
+    assert!(volume_exists(&volume).await);
     // Running, it sees the volume at APP_PERSISTENT_STORAGE and the read-only bind mount.
     t.call(
         "start",
@@ -1358,12 +1205,12 @@ async fn b57_remove_with_and_without_data() {
     .await
     .assert_no_content();
     assert!(!t.exists(&container).await);
-    assert!(t.volume_exists(&volume).await);
+    assert!(volume_exists(&volume).await);
     // Again, with the data: the container is already gone (404 counts as removed).
     t.call("remove", json!({"name": app, "remove_data": true}))
         .await
         .assert_no_content();
-    assert!(!t.volume_exists(&volume).await);
+    assert!(!volume_exists(&volume).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1377,7 +1224,7 @@ async fn b57_volume_still_in_use_is_409() {
     t.create(&app, &images.base, json!({})).await;
     // Another container uses the ExApp's volume.
     let other = unique("harp-rs-test-user-");
-    t.owns_container(&other);
+    t.cleanup.container(&other);
     t.docker
         .create_container(
             Some(CreateContainerOptions {
@@ -1407,7 +1254,7 @@ async fn b57_volume_still_in_use_is_409() {
             &format!("Volume '{volume}' is in use and could not be removed."),
         );
     assert!(!t.exists(&format!("nc_app_{app}")).await);
-    assert!(t.volume_exists(&volume).await);
+    assert!(volume_exists(&volume).await);
     t.docker
         .remove_container(&other, None::<RemoveContainerOptions>)
         .await
@@ -1415,7 +1262,7 @@ async fn b57_volume_still_in_use_is_409() {
     t.call("remove", json!({"name": app, "remove_data": true}))
         .await
         .assert_no_content();
-    assert!(!t.volume_exists(&volume).await);
+    assert!(!volume_exists(&volume).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1428,7 +1275,7 @@ async fn b58_image_remove_untags_deletes_and_refuses_images_in_use() {
     let repo = unique("harp-rs-test/img-");
     let (own, second) = (format!("{repo}:1"), format!("{repo}:2"));
     t.own_image(&images.base, &own).await;
-    t.images.lock().unwrap().push(second.clone());
+    t.cleanup.image(&second);
     t.docker
         .tag_image(
             &own,

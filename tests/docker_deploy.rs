@@ -18,20 +18,17 @@
 
 mod common;
 
+use common::docker::{
+    build_image, docker_cli, docker_raw, image_exists, real_engine, unique, volume_exists, Answer,
+    Cleanup, BUSYBOX, LOCAL_ENGINE, SOCKET,
+};
 use common::{basic_auth, client, get, Harp, StubNextcloud, TempDir, KEY, PUBLIC};
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const SOCKET: &str = "/var/run/docker.sock";
-/// HaRP's bundled-frpc port, which harp-rs maps to the local socket when nothing listens there.
-const LOCAL_ENGINE: u16 = 24000;
-const BUSYBOX: &str = "/bin/busybox";
 const REGISTRY: &str = "docker-registry";
 /// AppAPI 32.0.0-32.0.2's API version; this machine's Docker 20.10 supports up to 1.41.
 const API: &str = "/v1.41";
@@ -39,40 +36,12 @@ const API: &str = "/v1.41";
 const WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A name no other run or test uses: lower case, digits, valid for Docker and as an app id.
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}x{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// The engine and the docker CLI.
-
-/// True when this machine's engine answers; false (after a loud message) when there is none.
-async fn real_engine() -> bool {
-    if !Path::new(SOCKET).exists() {
-        eprintln!("SKIPPED: no {SOCKET}; the deploy path is not tested against a real engine");
-        return false;
+/// A test's start: its cleanup guard and its own registry, or `None` (after a loud message)
+/// when this machine has no Docker engine.
+async fn start() -> Option<(Cleanup, Registry)> {
+    if !real_engine("the deploy path").await {
+        return None;
     }
-    let ping = docker_raw("GET", &format!("{API}/_ping")).await;
-    if ping.0 != 200 {
-        eprintln!("SKIPPED: the Docker engine does not answer its ping ({ping:?})");
-        return false;
-    }
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", LOCAL_ENGINE)).is_err(),
-        "something listens on 127.0.0.1:{LOCAL_ENGINE}, so harp cannot map that port to the local \
-         Docker socket; stop it to run these tests"
-    );
-    assert!(
-        Path::new(BUSYBOX).exists(),
-        "the test images need {BUSYBOX}: apt-get install busybox-static"
-    );
     assert!(
         Command::new(REGISTRY)
             .arg("--version")
@@ -80,107 +49,7 @@ async fn real_engine() -> bool {
             .is_ok_and(|o| o.status.success()),
         "the local registry needs `{REGISTRY}`: apt-get install docker-registry"
     );
-    true
-}
-
-/// One HTTP/1.0 request straight to the engine's socket, bypassing harp: (status, body).
-async fn docker_raw(method: &str, target: &str) -> (u16, String) {
-    let exchange = async {
-        let mut stream = tokio::net::UnixStream::connect(SOCKET).await.ok()?;
-        let request = format!("{method} {target} HTTP/1.0\r\nHost: docker\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.ok()?;
-        let text = String::from_utf8_lossy(&answer).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let status = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, body.to_string()))
-    };
-    tokio::time::timeout(WAIT, exchange)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or((0, String::new()))
-}
-
-/// Runs the docker CLI, panicking with its output on failure.
-async fn docker_cli(args: &[&str]) -> String {
-    let out = tokio::time::timeout(
-        Duration::from_secs(300),
-        tokio::process::Command::new("docker").args(args).output(),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("docker {args:?} still running after 300 s"))
-    .expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn image_exists(reference: &str) -> bool {
-    tokio::process::Command::new("docker")
-        .args(["image", "inspect", reference])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success())
-}
-
-async fn volume_exists(volume: &str) -> bool {
-    tokio::process::Command::new("docker")
-        .args(["volume", "inspect", volume])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success())
-}
-
-/// Containers, volumes and images a test made, removed on drop (also when the test fails).
-#[derive(Default)]
-struct Cleanup {
-    containers: Mutex<Vec<String>>,
-    volumes: Mutex<Vec<String>>,
-    images: Mutex<Vec<String>>,
-}
-
-impl Cleanup {
-    fn container(&self, name: &str) {
-        self.containers.lock().unwrap().push(name.to_string());
-    }
-
-    fn volume(&self, name: &str) {
-        self.volumes.lock().unwrap().push(name.to_string());
-    }
-
-    fn image(&self, reference: &str) {
-        self.images.lock().unwrap().push(reference.to_string());
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let run = |what: &[&str], names: &Mutex<Vec<String>>| {
-            let names = names.lock().map(|n| n.clone()).unwrap_or_default();
-            if !names.is_empty() {
-                let _ = Command::new("docker")
-                    .args(what)
-                    .args(&names)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        };
-        // In this order: a container holds its volume and image.
-        run(&["rm", "-f", "-v"], &self.containers);
-        run(&["volume", "rm", "-f"], &self.volumes);
-        run(&["rmi", "-f"], &self.images);
-    }
+    Some((Cleanup::default(), Registry::start().await))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,20 +259,6 @@ fn linked_libraries(binary: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Builds `tag` from a Dockerfile and a context prepared in `context`.
-async fn build(context: &TempDir, tag: &str) {
-    docker_cli(&[
-        "build",
-        "-q",
-        "--label",
-        &format!("harp-rs-test={tag}"),
-        "-t",
-        tag,
-        context.path().to_str().unwrap(),
-    ])
-    .await;
-}
-
 /// A tiny image (static busybox, nothing else), built as `reference`.
 async fn build_tiny_image(reference: &str) {
     let context = TempDir::new("tiny-image");
@@ -413,7 +268,7 @@ async fn build_tiny_image(reference: &str) {
         "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"true\"]\n",
     )
     .unwrap();
-    build(&context, reference).await;
+    build_image(&context, reference).await;
 }
 
 /// The ExApp image of tests/docker_images/exapp/, built as `reference`: busybox httpd as the
@@ -451,7 +306,7 @@ async fn build_exapp_image(reference: &str) {
     std::fs::create_dir_all(root.join("tmp")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    build(&context, reference).await;
+    build_image(&context, reference).await;
 }
 
 /// Pushes a locally built image to its registry and deletes the local copy, so the next pull
@@ -465,50 +320,6 @@ async fn publish(reference: &str) {
 // ---------------------------------------------------------------------------------------------
 // AppAPI's side of the control channel (appapi-contract.md §3 profile D).
 
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
-    }
-
-    #[track_caller]
-    fn assert_no_content(&self) {
-        assert_eq!((self.status, self.body.as_str()), (204, ""));
-    }
-}
-
-async fn answer(resp: reqwest::Response) -> Answer {
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = resp.text().await.expect("body");
-    Answer {
-        status,
-        content_type,
-        body,
-    }
-}
-
-/// A request on `/exapps/app_api<path>` with the headers AppAPI's DockerActions client sends.
-fn appapi(harp: &Harp, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-    client()
-        .request(method, harp.url(&format!("/exapps/app_api{path}")))
-        .header("harp-shared-key", KEY)
-        .header("docker-engine-port", LOCAL_ENGINE.to_string())
-        .header("authorization", basic_auth("app_api_haproxy_user", KEY))
-        .header("user-agent", "GuzzleHttp/7")
-}
-
 /// A request on `/exapps/app_api<path>` as AppAPI's HarpService client sends it (`/info`,
 /// `/exapp_storage`): the key only, no `docker-engine-port`.
 fn harp_service(harp: &Harp, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -518,16 +329,21 @@ fn harp_service(harp: &Harp, method: reqwest::Method, path: &str) -> reqwest::Re
         .header("user-agent", "GuzzleHttp/7")
 }
 
+/// A request on `/exapps/app_api<path>` with the headers AppAPI's DockerActions client sends:
+/// HarpService's, the engine port and the HAProxy user's basic auth.
+fn appapi(harp: &Harp, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    harp_service(harp, method, path)
+        .header("docker-engine-port", LOCAL_ENGINE.to_string())
+        .header("authorization", basic_auth("app_api_haproxy_user", KEY))
+}
+
 /// `POST /docker/exapp/<op>` as AppAPI sends it.
 async fn sidecar(harp: &Harp, op: &str, body: Value) -> Answer {
-    let resp = appapi(harp, reqwest::Method::POST, &format!("/docker/exapp/{op}"))
+    let req = appapi(harp, reqwest::Method::POST, &format!("/docker/exapp/{op}"))
         .header("content-type", "application/json")
         .timeout(Duration::from_secs(180))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("docker/exapp/{op}: {e}"));
-    answer(resp).await
+        .body(body.to_string());
+    Answer::of(req).await
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, as PHP's urlencode does
@@ -615,11 +431,9 @@ fn docker_calls(via: &str, op: &str, outcome: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn image_pull_from_a_local_registry_streams_through_the_passthrough() {
-    if !real_engine().await {
+    let Some((cleanup, registry)) = start().await else {
         return;
-    }
-    let cleanup = Cleanup::default();
-    let registry = Registry::start().await;
+    };
     let name = unique("harp-test/tiny");
     let pushed = format!("{}/{name}:v1", registry.host());
     cleanup.image(&pushed);
@@ -637,7 +451,7 @@ async fn image_pull_from_a_local_registry_streams_through_the_passthrough() {
     let direct = docker_raw("POST", &pull_path(&missing)).await;
     assert_eq!(direct.0, 404, "{direct:?}");
     assert!(direct.1.contains("manifest unknown"), "{direct:?}");
-    let relayed = answer(start_pull(&harp, &missing).await).await;
+    let relayed = Answer::read(start_pull(&harp, &missing).await).await;
     assert_eq!(
         (relayed.status, relayed.body.as_str()),
         (404, direct.1.as_str())
@@ -719,7 +533,7 @@ async fn appapi_to_exapp(
 ) -> Answer {
     use base64::Engine;
     let authorization = base64::engine::general_purpose::STANDARD.encode(format!(":{secret}"));
-    let resp = client()
+    let req = client()
         .request(method, harp.url(&format!("/exapps/{app}{path}")))
         .header("accept", "application/json")
         .header("content-type", "application/json")
@@ -732,11 +546,8 @@ async fn appapi_to_exapp(
         .header("ex-app-port", port.to_string())
         .header("ex-app-host", "127.0.0.1")
         .header("user-agent", "Nextcloud-Server-Crawler/32.0.0")
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("request through the gateway");
-    answer(resp).await
+        .timeout(Duration::from_secs(30));
+    Answer::of(req).await
 }
 
 /// Polls AppAPI's heartbeat through the gateway, as AppAPI does after a deploy, until it
@@ -766,11 +577,9 @@ async fn cat_in(container: &str, file: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn appapi_deploy_sequence_through_harp_and_the_frp_tunnel() {
-    if !real_engine().await {
+    let Some((cleanup, registry)) = start().await else {
         return;
-    }
-    let cleanup = Cleanup::default();
-    let registry = Registry::start().await;
+    };
     let app = unique("harpdeploy");
     let container = format!("nc_app_{app}");
     let volume = format!("nc_app_{app}_data");
@@ -810,26 +619,14 @@ async fn appapi_deploy_sequence_through_harp_and_the_frp_tunnel() {
     let frp = harp.frp_addr();
 
     // Setup checks: ping and info.
-    let ping = answer(
-        appapi(&harp, reqwest::Method::GET, &format!("{API}/_ping"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let ping = Answer::of(appapi(&harp, reqwest::Method::GET, &format!("{API}/_ping"))).await;
     assert_eq!((ping.status, ping.body.as_str()), (200, "OK"));
-    let info = answer(
-        harp_service(&harp, reqwest::Method::GET, "/info")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let info = Answer::of(harp_service(&harp, reqwest::Method::GET, "/info")).await;
     assert_eq!(info.status, 200, "{}", info.body);
     assert_eq!(info.json()["version"], env!("CARGO_PKG_VERSION"));
 
     // Pull (§4.3): the extended tag first, then the base tag to EOF.
-    let cpu = answer(start_pull(&harp, &format!("{image}-cpu")).await).await;
+    let cpu = Answer::read(start_pull(&harp, &format!("{image}-cpu")).await).await;
     assert_eq!(cpu.status, 404, "{}", cpu.body);
     let resp = start_pull(&harp, &image).await;
     assert_eq!(resp.status(), 200);
@@ -918,16 +715,11 @@ async fn appapi_deploy_sequence_through_harp_and_the_frp_tunnel() {
     );
 
     // Healthcheck through the passthrough (§4.7).
-    let inspect = answer(
-        appapi(
-            &harp,
-            reqwest::Method::GET,
-            &format!("{API}/containers/{container}/json"),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
+    let inspect = Answer::of(appapi(
+        &harp,
+        reqwest::Method::GET,
+        &format!("{API}/containers/{container}/json"),
+    ))
     .await;
     assert_eq!(inspect.status, 200, "{}", inspect.body);
     let inspect = inspect.json();
@@ -978,29 +770,23 @@ async fn appapi_deploy_sequence_through_harp_and_the_frp_tunnel() {
     )
     .await;
     assert_eq!(out.json()["started"], true);
-    let stored = answer(
+    let stored = Answer::of(
         harp_service(
             &harp,
             reqwest::Method::POST,
             &format!("/exapp_storage/{app}"),
         )
         .header("content-type", "application/json")
-        .body(record.to_string())
-        .send()
-        .await
-        .unwrap(),
+        .body(record.to_string()),
     )
     .await;
     stored.assert_no_content();
 
     // A user's request on a PUBLIC route, through the gateway and the tunnel.
-    let out = answer(
+    let out = Answer::of(
         client()
             .get(harp.url(&format!("/exapps/{app}/cgi-bin/whoami?probe=1")))
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .unwrap(),
+            .timeout(Duration::from_secs(30)),
     )
     .await;
     assert_eq!(out.status, 200, "{}", out.body);
@@ -1019,16 +805,11 @@ async fn appapi_deploy_sequence_through_harp_and_the_frp_tunnel() {
         .await
         .assert_no_content();
     heartbeat_until(&harp, &app, &secret, app_port, 503).await;
-    let out = answer(
-        harp_service(
-            &harp,
-            reqwest::Method::DELETE,
-            &format!("/exapp_storage/{app}"),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
+    let out = Answer::of(harp_service(
+        &harp,
+        reqwest::Method::DELETE,
+        &format!("/exapp_storage/{app}"),
+    ))
     .await;
     out.assert_no_content();
 

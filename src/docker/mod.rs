@@ -64,9 +64,10 @@ impl Reply {
     }
 }
 
-/// The operations, with their total budgets (§8.2).
+/// The eight operations, `/docker/exapp/<operation>`, with their total budgets (§8.2). Also the
+/// `op` label of the sidecar's `harp_docker_calls_total` series (`DockerOp::Sidecar`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Operation {
+pub enum Operation {
     Exists,
     Create,
     Start,
@@ -78,31 +79,36 @@ enum Operation {
 }
 
 impl Operation {
-    fn from_path(operation: &str) -> Option<Operation> {
-        Some(match operation {
-            "exists" => Operation::Exists,
-            "create" => Operation::Create,
-            "start" => Operation::Start,
-            "stop" => Operation::Stop,
-            "wait_for_start" => Operation::WaitForStart,
-            "remove" => Operation::Remove,
-            "install_certificates" => Operation::InstallCertificates,
-            "image_remove" => Operation::ImageRemove,
-            _ => return None,
-        })
+    /// In declaration order (`op as usize` indexes it).
+    pub const ALL: [Operation; 8] = [
+        Operation::Exists,
+        Operation::Create,
+        Operation::Start,
+        Operation::Stop,
+        Operation::WaitForStart,
+        Operation::Remove,
+        Operation::InstallCertificates,
+        Operation::ImageRemove,
+    ];
+
+    /// The path segment, which is also the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Exists => "exists",
+            Operation::Create => "create",
+            Operation::Start => "start",
+            Operation::Stop => "stop",
+            Operation::WaitForStart => "wait_for_start",
+            Operation::Remove => "remove",
+            Operation::InstallCertificates => "install_certificates",
+            Operation::ImageRemove => "image_remove",
+        }
     }
 
-    fn metric(self) -> DockerOp {
-        match self {
-            Operation::Exists => DockerOp::Exists,
-            Operation::Create => DockerOp::Create,
-            Operation::Start => DockerOp::Start,
-            Operation::Stop => DockerOp::Stop,
-            Operation::WaitForStart => DockerOp::WaitForStart,
-            Operation::Remove => DockerOp::Remove,
-            Operation::InstallCertificates => DockerOp::InstallCertificates,
-            Operation::ImageRemove => DockerOp::ImageRemove,
-        }
+    fn from_path(operation: &str) -> Option<Operation> {
+        Operation::ALL
+            .into_iter()
+            .find(|op| op.as_str() == operation)
     }
 
     fn budget(self) -> Duration {
@@ -134,7 +140,7 @@ pub async fn handle(
     // as errors too.
     state
         .metrics
-        .record_docker_call(op.metric(), reply.status, false);
+        .record_docker_call(DockerOp::Sidecar(op), reply.status, false);
     reply
 }
 
@@ -155,7 +161,7 @@ async fn handle_operation(
     if reply.status >= 500 {
         log::warn!(
             "docker/exapp/{} on engine port {port}: {} {}",
-            op.metric().as_str(),
+            op.as_str(),
             reply.status,
             String::from_utf8_lossy(&reply.body)
         );
@@ -237,5 +243,9 @@ mod tests {
         assert_eq!(Operation::from_path("Exists"), None);
         assert_eq!(Operation::from_path("exists/x"), None);
         assert_eq!(Operation::WaitForStart.budget(), Duration::from_secs(105));
+        for (i, op) in Operation::ALL.into_iter().enumerate() {
+            assert_eq!(op as usize, i);
+            assert_eq!(Operation::from_path(op.as_str()), Some(op));
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! Which raw Docker Engine API calls AppAPI may make through the passthrough (HaRP §7).
 //! Matched on the percent-decoded target path, case-insensitively; GET also means HEAD (R5).
 
-use crate::metrics::DockerOp;
 use http::Method;
 use regex::RegexSet;
 use std::sync::LazyLock;
@@ -24,13 +23,46 @@ pub fn is_allowed(method: &Method, decoded_path: &str) -> bool {
     operation(method, decoded_path).is_some()
 }
 
+/// The kinds of Engine API call the allowlist lets through: the `op` label of the
+/// passthrough's `harp_docker_calls_total` series (`DockerOp::Passthrough`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassthroughCall {
+    Ping,
+    ImageInspect,
+    ContainerInspect,
+    ContainerLogs,
+    ImagePull,
+}
+
+impl PassthroughCall {
+    /// In declaration order (`call as usize` indexes it).
+    pub const ALL: [PassthroughCall; 5] = [
+        PassthroughCall::Ping,
+        PassthroughCall::ImageInspect,
+        PassthroughCall::ContainerInspect,
+        PassthroughCall::ContainerLogs,
+        PassthroughCall::ImagePull,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassthroughCall::Ping => "ping",
+            PassthroughCall::ImageInspect => "image_inspect",
+            PassthroughCall::ContainerInspect => "container_inspect",
+            PassthroughCall::ContainerLogs => "container_logs",
+            PassthroughCall::ImagePull => "image_pull",
+        }
+    }
+}
+
 /// The allowed call this is (for metrics), or `None` when the allowlist refuses it.
-pub fn operation(method: &Method, decoded_path: &str) -> Option<DockerOp> {
-    const READ_OPS: [DockerOp; 4] = [
-        DockerOp::Ping,
-        DockerOp::ImageInspect,
-        DockerOp::ContainerInspect,
-        DockerOp::ContainerLogs,
+pub fn operation(method: &Method, decoded_path: &str) -> Option<PassthroughCall> {
+    /// What each of `READS` is, in its order.
+    const READ_OPS: [PassthroughCall; 4] = [
+        PassthroughCall::Ping,
+        PassthroughCall::ImageInspect,
+        PassthroughCall::ContainerInspect,
+        PassthroughCall::ContainerLogs,
     ];
     if method == Method::GET || method == Method::HEAD {
         READS
@@ -39,7 +71,8 @@ pub fn operation(method: &Method, decoded_path: &str) -> Option<DockerOp> {
             .next()
             .map(|i| READ_OPS[i])
     } else if method == Method::POST {
-        PULL.is_match(decoded_path).then_some(DockerOp::ImagePull)
+        PULL.is_match(decoded_path)
+            .then_some(PassthroughCall::ImagePull)
     } else {
         None
     }
@@ -61,25 +94,32 @@ mod tests {
 
     #[test]
     fn allowed_calls_are_classified_for_metrics() {
-        let op = |m: &Method, p: &str| operation(m, p);
-        assert_eq!(op(&Method::HEAD, "/_ping"), Some(DockerOp::Ping));
-        assert_eq!(
-            op(&Method::GET, "/v1.41/images/a/b:1/json"),
-            Some(DockerOp::ImageInspect)
-        );
-        assert_eq!(
-            op(&Method::GET, "/containers/nc_app_x/json"),
-            Some(DockerOp::ContainerInspect)
-        );
-        assert_eq!(
-            op(&Method::GET, "/v1.44/containers/nc_app_x/logs"),
-            Some(DockerOp::ContainerLogs)
-        );
-        assert_eq!(
-            op(&Method::POST, "/v1.41/images/create"),
-            Some(DockerOp::ImagePull)
-        );
-        assert_eq!(op(&Method::POST, "/v1.41/containers/create"), None);
+        for (method, path, label) in [
+            (Method::HEAD, "/_ping", Some("ping")),
+            (
+                Method::GET,
+                "/v1.41/images/a/b:1/json",
+                Some("image_inspect"),
+            ),
+            (
+                Method::GET,
+                "/containers/nc_app_x/json",
+                Some("container_inspect"),
+            ),
+            (
+                Method::GET,
+                "/v1.44/containers/nc_app_x/logs",
+                Some("container_logs"),
+            ),
+            (Method::POST, "/v1.41/images/create", Some("image_pull")),
+            (Method::POST, "/v1.41/containers/create", None),
+        ] {
+            let call = operation(&method, path);
+            assert_eq!(call.map(PassthroughCall::as_str), label, "{method} {path}");
+        }
+        for (i, call) in PassthroughCall::ALL.into_iter().enumerate() {
+            assert_eq!(call as usize, i);
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod path;
 pub mod responses;
 pub mod tunnel_peer;
 
-use crate::metrics::Outcome;
+use crate::metrics::{DockerOp, Outcome};
 use crate::state::AppState;
 use async_trait::async_trait;
 use decide::{last_header, ExAppTarget, Request, Verdict};
@@ -38,7 +38,7 @@ pub enum Upstream {
         target: docker_engine::EngineTarget,
         uri: Uri,
         /// Which allowed call this is, for `harp_docker_calls_total`.
-        op: crate::metrics::DockerOp,
+        op: docker_allow::PassthroughCall,
     },
 }
 
@@ -451,7 +451,7 @@ impl ProxyHttp for Gateway {
         if let Some(Upstream::DockerEngine { op, .. }) = &ctx.upstream {
             self.state
                 .metrics
-                .record_docker_call(*op, status, e.is_some());
+                .record_docker_call(DockerOp::Passthrough(*op), status, e.is_some());
         }
         if !log::log_enabled!(target: "access", log::Level::Info) {
             return;

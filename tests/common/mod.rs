@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod backend;
+pub mod docker;
 pub mod frpc;
 pub mod harp;
 pub mod nextcloud;
