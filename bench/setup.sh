@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what bench/run.sh needs on Debian/Ubuntu: nginx (backend + stub Nextcloud),
-# haproxy (the reference proxy), wrk (load generator), plus curl and taskset (util-linux).
-# nginx-light is enough: the benchmark only uses `return`, `map` and `location`.
+# haproxy (the reference proxy), wrk (load generator), plus curl (bulk transfers, pre-checks),
+# taskset (util-linux), pgrep (procps) and ss (iproute2, free-port checks), then builds
+# bench/wsbench (WebSocket echo server and load tool; needs the Rust toolchain harp-rs needs).
+# nginx-light is enough: the benchmark only uses `return`, `map`, `location` and static files.
 set -euo pipefail
 
-pkgs=(nginx-light haproxy wrk curl util-linux procps)
+pkgs=(nginx-light haproxy wrk curl util-linux procps iproute2)
 
 if [[ $(id -u) -eq 0 ]]; then
     sudo=()
@@ -18,4 +20,13 @@ fi
 # The Debian package starts a system-wide nginx (and haproxy) on port 80 (and their default
 # config). The benchmark starts its own instances on free loopback ports and does not need them;
 # they are left alone here on purpose. To stop them:  systemctl disable --now nginx haproxy
+
+# wsbench has its own Cargo workspace and target dir (bench/wsbench/target); run.sh would build it too.
+bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if command -v cargo >/dev/null; then
+    cargo build --release --manifest-path "$bench_dir/wsbench/Cargo.toml"
+else
+    echo "cargo not found: install Rust (rustup) to build bench/wsbench; the WebSocket rows need it" >&2
+fi
+
 echo "setup done: $(nginx -v 2>&1); $(haproxy -v | head -1); $(wrk -v 2>&1 | head -1)"
