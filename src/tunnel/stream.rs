@@ -1,5 +1,6 @@
-//! The byte streams both tunnel ends carry frp over: the boxed transport, and the work
-//! connection that is either a yamux stream or a whole connection.
+//! The byte streams both tunnel ends carry frp over: the boxed transport, the work connection
+//! that is either a yamux stream or a whole connection, and the socket option that bounds how
+//! long a vanished peer goes unnoticed.
 //!
 //! Shared by [`super::server`] and [`super::client`] because the same tokio-yamux behaviour
 //! constrains both sides (see [`Drain`]).
@@ -7,6 +8,7 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_yamux::StreamHandle;
@@ -88,5 +90,40 @@ impl AsyncWrite for WorkStream {
             WorkStream::Mux(s) => Pin::new(s).poll_shutdown(cx),
             WorkStream::Direct(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+/// Sets `TCP_USER_TIMEOUT` on a tunnel socket: the kernel drops the connection when data it
+/// sent (yamux keepalive pings every 30 s, at the least) stays unacknowledged that long.
+///
+/// Why: the yamux crate's own ping deadline is fixed at 30 s and checked only on the next ping
+/// tick, so a peer whose host vanished (power loss, network cut: no FIN, no RST) would be
+/// noticed only after 60 to 90 s (a client would hold its ports that long; Go frps: at most
+/// 40 s); with this it is at most 30 s + `timeout`. Failure is only logged: the yamux
+/// keepalive still notices, later.
+pub fn set_tcp_user_timeout(fd: i32, timeout: Duration) {
+    #[cfg(target_os = "linux")]
+    {
+        let ms = libc::c_uint::try_from(timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
+        // SAFETY: plain setsockopt on a descriptor the caller owns, with a correctly sized value.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_USER_TIMEOUT,
+                (&ms as *const libc::c_uint).cast(),
+                std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            log::debug!(
+                "tunnel: cannot set TCP_USER_TIMEOUT on fd {fd}: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (fd, timeout);
     }
 }

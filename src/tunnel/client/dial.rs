@@ -13,7 +13,7 @@ use tokio::time::timeout;
 use super::config::Target;
 use super::limits::{LOCAL_DIAL_TIMEOUT, TCP_USER_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
 use super::tls::TlsSetup;
-use crate::tunnel::stream::BoxIo;
+use crate::tunnel::stream::{set_tcp_user_timeout, BoxIo};
 
 /// The head byte frpc writes before TLS when `disableCustomTLSFirstByte = false`.
 const CUSTOM_TLS_HEAD_BYTE: u8 = 0x17;
@@ -72,22 +72,10 @@ impl Dialer {
 }
 
 /// No Nagle delay for small control messages, and a bounded wait for unacknowledged data so a
-/// vanished server is noticed soon (see `TCP_USER_TIMEOUT`). Best effort: failures only cost
-/// latency or detection time.
+/// vanished server is noticed soon. Best effort: failures only cost latency or detection time.
 fn tune(tcp: &TcpStream) {
     let _ = tcp.set_nodelay(true);
-    let ms = libc::c_uint::try_from(TCP_USER_TIMEOUT.as_millis()).unwrap_or(libc::c_uint::MAX);
-    // SAFETY: the descriptor is a live socket owned by `tcp` for the duration of the call, and
-    // the option value is a c_uint of the size passed.
-    unsafe {
-        libc::setsockopt(
-            tcp.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_USER_TIMEOUT,
-            (&ms as *const libc::c_uint).cast(),
-            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
-        );
-    }
+    set_tcp_user_timeout(tcp.as_raw_fd(), TCP_USER_TIMEOUT);
 }
 
 /// Connects to a proxy's local service (TCP or unix socket).

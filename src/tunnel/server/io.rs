@@ -1,5 +1,5 @@
 //! Byte-stream plumbing of the tunnel server: a reader that replays bytes already taken off a
-//! socket, and the TCP option that bounds how long a vanished client can hold its ports.
+//! socket (the TCP option both tunnel ends set lives in `tunnel::stream`).
 //!
 //! Owns no protocol logic and must never buffer without bound: [`Rewind`] replays at most the
 //! few bytes the first-byte detection read.
@@ -7,7 +7,6 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -78,40 +77,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
-    }
-}
-
-/// Sets `TCP_USER_TIMEOUT` on a socket: the kernel drops the connection when data it sent
-/// (yamux keepalive pings every 30 s, at the least) stays unacknowledged that long.
-///
-/// Why: the yamux crate's own ping deadline is fixed at 30 s and checked only on the next ping
-/// tick, so a client whose host vanished (power loss, network cut: no FIN, no RST) would hold
-/// its ports for 60 to 90 s (Go frps: at most 40 s); with this it is at most 30 s + `timeout`.
-/// Failure is only logged: the yamux keepalive still frees the ports, later.
-pub fn set_tcp_user_timeout(fd: i32, timeout: Duration) {
-    #[cfg(target_os = "linux")]
-    {
-        let ms = libc::c_uint::try_from(timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
-        // SAFETY: plain setsockopt on a descriptor the caller owns, with a correctly sized value.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_USER_TIMEOUT,
-                (&ms as *const libc::c_uint).cast(),
-                std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            log::debug!(
-                "tunnel: cannot set TCP_USER_TIMEOUT on fd {fd}: {}",
-                io::Error::last_os_error()
-            );
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (fd, timeout);
     }
 }
 

@@ -29,7 +29,7 @@ pub const LOGIN_FAILURE_LINGER: Duration = Duration::from_secs(2);
 /// Without tcpMux, frpc sends a Ping every 30 s and frps drops a control silent for 90 s.
 pub const DIRECT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// With tcpMux the yamux keepalive is the only liveness check; see `io::set_tcp_user_timeout`.
+/// With tcpMux the yamux keepalive is the only liveness check; see `tunnel::stream::set_tcp_user_timeout`.
 /// Go frps drops a client whose ping is not ACKed within 10 s of the 30 s ping (≤ 40 s); the
 /// kernel timeout gives ≤ 50 s here, with a margin for a peer that is briefly starved.
 pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);

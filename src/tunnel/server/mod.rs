@@ -128,7 +128,7 @@ impl ServerApp for TunnelApp {
             return None;
         };
         #[cfg(unix)]
-        io::set_tcp_user_timeout(stream.id(), TCP_USER_TIMEOUT);
+        crate::tunnel::stream::set_tcp_user_timeout(stream.id(), TCP_USER_TIMEOUT);
         match accept::accept(Box::new(stream), &self.tunnel.tls).await {
             Ok(accepted) => {
                 log::debug!(
