@@ -814,15 +814,7 @@ async fn sighup_reloads_the_https_certificate_and_keeps_requests_in_flight() {
         "second cert served before SIGHUP"
     );
     harp.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !harp.log().contains("HTTPS certificate reloaded") {
-        assert!(
-            Instant::now() < deadline,
-            "no reload logged:\n{}",
-            harp.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_log(&harp, "HTTPS certificate reloaded").await;
 
     let fresh = second_client
         .get(url("second.test"))
@@ -854,18 +846,7 @@ async fn sighup_with_a_broken_cert_pem_keeps_the_old_certificate() {
     let mut harp = start_harp(&nc, &[("HP_CERTS_DIR", &certs_dir)]);
     std::fs::write(certs.path().join("cert.pem"), "not a certificate").unwrap();
     harp.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !harp
-        .log()
-        .contains("keeping the previous HTTPS certificate")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no error logged:\n{}",
-            harp.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_log(&harp, "keeping the previous HTTPS certificate").await;
     let client = client_trusting(&first, "first.test", harp.https_addr());
     let out = client
         .get(format!("https://first.test:{}/", harp.https_addr().port()))
@@ -891,28 +872,51 @@ async fn wait_for_log(harp: &Harp, needle: &str) {
     }
 }
 
+/// harp configured by a YAML file (log level warning) in front of a PUBLIC echo ExApp `app`.
+struct ConfiguredByFile {
+    harp: Harp,
+    yaml: std::path::PathBuf,
+    _nc: StubNextcloud,
+    _exapp: EchoBackend,
+    _dir: TempDir,
+}
+
+impl ConfiguredByFile {
+    async fn start() -> ConfiguredByFile {
+        let nc = StubNextcloud::start().await;
+        let exapp = EchoBackend::start().await;
+        nc.set_app("app", record(exapp.port(), &[("^/", PUBLIC, &[])]));
+        let dir = TempDir::new("yaml");
+        let yaml = dir.join("harp.yaml");
+        std::fs::write(&yaml, "log_level: warning\n").unwrap();
+        let yaml_path = yaml.display().to_string();
+        // HP_LOG_LEVEL unset: the environment would override the file.
+        let harp = start_harp(&nc, &[("HARP_CONFIG", &yaml_path), ("HP_LOG_LEVEL", UNSET)]);
+        ConfiguredByFile {
+            harp,
+            yaml,
+            _nc: nc,
+            _exapp: exapp,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_applies_log_level_and_trusted_proxies_and_names_the_rest() {
-    let nc = StubNextcloud::start().await;
-    let exapp = EchoBackend::start().await;
-    nc.set_app("app", record(exapp.port(), &[("^/", PUBLIC, &[])]));
-    let dir = TempDir::new("yaml");
-    let yaml = dir.join("harp.yaml");
-    std::fs::write(&yaml, "log_level: warning\n").unwrap();
-    let yaml_path = yaml.display().to_string();
-    // HP_LOG_LEVEL unset: the environment would override the file.
-    let harp = start_harp(&nc, &[("HARP_CONFIG", &yaml_path), ("HP_LOG_LEVEL", UNSET)]);
+    let setup = ConfiguredByFile::start().await;
+    let (harp, yaml) = (&setup.harp, &setup.yaml);
     let forwarded = [("x-forwarded-for", "198.51.100.7")];
     let before = get(harp.http_addr(), "/exapps/app/before", &forwarded).await;
     assert_eq!(before.status(), 200, "{before:?}");
 
     std::fs::write(
-        &yaml,
+        yaml,
         "log_level: info\ntrusted_proxy_ips: [\"127.0.0.1\"]\nsession_lifetime: 5\n",
     )
     .unwrap();
     harp.signal("HUP");
-    wait_for_log(&harp, "SIGHUP: applied HP_TRUSTED_PROXY_IPS, HP_LOG_LEVEL").await;
+    wait_for_log(harp, "SIGHUP: applied HP_TRUSTED_PROXY_IPS, HP_LOG_LEVEL").await;
     assert!(
         harp.log()
             .contains("SIGHUP: HP_SESSION_LIFETIME changed; they take effect at the next start"),
@@ -922,27 +926,21 @@ async fn sighup_applies_log_level_and_trusted_proxies_and_names_the_rest() {
     let after = get(harp.http_addr(), "/exapps/app/after", &forwarded).await;
     assert_eq!(after.status(), 200, "{after:?}");
     // The access log (info) now exists and names the address the trusted proxy reported.
-    wait_for_log(&harp, "client=198.51.100.7 app=app GET /exapps/app/after").await;
+    wait_for_log(harp, "client=198.51.100.7 app=app GET /exapps/app/after").await;
     assert!(!harp.log().contains("/exapps/app/before"), "{}", harp.log());
 
     // The same file again: nothing to apply, and the restart-only change is reported again.
     harp.signal("HUP");
-    wait_for_log(&harp, "SIGHUP: HP_SESSION_LIFETIME changed").await;
+    wait_for_log(harp, "SIGHUP: HP_SESSION_LIFETIME changed").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_with_an_invalid_config_file_changes_nothing() {
-    let nc = StubNextcloud::start().await;
-    let exapp = EchoBackend::start().await;
-    nc.set_app("app", record(exapp.port(), &[("^/", PUBLIC, &[])]));
-    let dir = TempDir::new("yaml");
-    let yaml = dir.join("harp.yaml");
-    std::fs::write(&yaml, "log_level: warning\n").unwrap();
-    let yaml_path = yaml.display().to_string();
-    let harp = start_harp(&nc, &[("HARP_CONFIG", &yaml_path), ("HP_LOG_LEVEL", UNSET)]);
-    std::fs::write(&yaml, "log_level: info\nblacklist_count: many\n").unwrap();
+    let setup = ConfiguredByFile::start().await;
+    let (harp, yaml) = (&setup.harp, &setup.yaml);
+    std::fs::write(yaml, "log_level: info\nblacklist_count: many\n").unwrap();
     harp.signal("HUP");
-    wait_for_log(&harp, "SIGHUP: configuration not reloaded, nothing changed").await;
+    wait_for_log(harp, "SIGHUP: configuration not reloaded, nothing changed").await;
     assert!(harp.log().contains("blacklist_count"), "{}", harp.log());
     let out = get(harp.http_addr(), "/exapps/app/x", &[]).await;
     assert_eq!(out.status(), 200, "{out:?}");
