@@ -50,7 +50,7 @@ impl DockerOp {
     const COUNT: usize = Operation::ALL.len() + PassthroughCall::ALL.len();
 
     /// Every operation in exposition order (the sidecar's, then the passthrough's), which is
-    /// also the order of [`DockerOp::index`].
+    /// also the order of `DockerOp::index`.
     pub fn all() -> impl Iterator<Item = DockerOp> {
         let sidecar = Operation::ALL.into_iter().map(DockerOp::Sidecar);
         sidecar.chain(PassthroughCall::ALL.into_iter().map(DockerOp::Passthrough))

@@ -1,7 +1,7 @@
 //! Reaching a tunnelled ExApp without the loopback hop: Pingora's `custom_l4` connector opens an
 //! FRP work connection straight from the tunnel registry (HP_TUNNEL_IN_PROCESS).
 //!
-//! A registered proxy still has its 127.0.0.1:<port> listener (bollard and admins use it);
+//! A registered proxy still has its `127.0.0.1:<port>` listener (bollard and admins use it);
 //! this path saves the gateway a TCP connection and two socket copies per request, but it is
 //! off by default: Pingora 0.9 never reuses a virtual stream (every one reports fd -1, and the
 //! pool's reuse check calls getpeername on it), so each request takes a fresh work connection

@@ -4,10 +4,11 @@
 //! Two layers. [`server`] owns the sockets: accept, TLS, yamux, the control session, work
 //! connections and the loopback listeners of registered proxies; [`client`] is its counterpart
 //! for `harp tunnel`. Both run work connections on [`stream`] and copy their bytes with [`pipe`],
-//! one implementation because the same tokio-yamux behaviour constrains both ends. Below them,
-//! the wire protocol as
-//! plain types and codecs that do no I/O, so every byte frpc sees is pinned by unit tests against
-//! the spec's §12 vectors and fuzzed (`fuzz/`):
+//! one implementation because the same tokio-yamux behaviour constrains both ends. They also
+//! share [`frames`] (exact plain reads, timed writes, the encrypted control stream) and [`pem`]
+//! (TLS files), so the frame limits and the no-read-ahead rule cannot drift apart between the
+//! two. Below them, the wire protocol as plain types and codecs that do no I/O, so every byte
+//! frpc sees is pinned by unit tests against the spec's §12 vectors and fuzzed (`fuzz/`):
 //!
 //! * [`msg`]: the message catalogue (§5) and the Go-identical JSON encoding.
 //! * [`codec`]: message framing (§4) with frp's 10240-byte body limit.
@@ -27,7 +28,9 @@
 pub mod client;
 pub mod codec;
 pub mod crypto;
+pub mod frames;
 pub mod msg;
+pub mod pem;
 pub mod pipe;
 pub mod server;
 pub mod stream;

@@ -15,13 +15,14 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, Instant, Interval};
 
-use super::frames::{ControlReader, ControlWriter, ReadError};
 use super::limits::{
     MAX_WORK_CONNS, NEW_PROXY_ERROR_RESEND, NEW_PROXY_NO_ANSWER_RESEND, PROXY_CHECK_INTERVAL,
+    WRITE_TIMEOUT,
 };
 use super::work::{self, Opener, RunningProxies, WorkAuth};
 use super::{unix_now, ProxyStatus, Shared};
-use crate::tunnel::crypto;
+use crate::tunnel::crypto::{self, Encryptor};
+use crate::tunnel::frames::{ControlReader, ControlWriter, Peer, ReadError};
 use crate::tunnel::msg::{Message, NewProxy, NewProxyResp, Ping};
 use crate::tunnel::stream::BoxIo;
 
@@ -50,10 +51,10 @@ impl Control {
     pub async fn run(self, stream: BoxIo, session_end: impl Future<Output = String>) -> String {
         let key = &self.shared.aes_key;
         let (rd, wr) = tokio::io::split(stream);
-        let mut reader = ControlReader::new(rd, key);
-        let mut writer = match ControlWriter::new(wr, key) {
-            Ok(w) => w,
-            Err(e) => return e,
+        let mut reader = ControlReader::new(rd, key, Peer::Server);
+        let mut writer = match Encryptor::with_random_iv(key) {
+            Ok(enc) => ControlWriter::new(wr, enc, WRITE_TIMEOUT),
+            Err(e) => return e.to_string(),
         };
         let config = &self.shared.config;
         let running: RunningProxies = Arc::default();
@@ -82,7 +83,7 @@ impl Control {
             tokio::select! {
                 reason = &mut session_end => return reason,
                 msg = reader.next() => match msg {
-                    Ok(Message::ReqWorkConn(_)) => {
+                    Ok(Some(Message::ReqWorkConn(_))) => {
                         if work.len() >= MAX_WORK_CONNS {
                             log::warn!(
                                 "tunnel client: {MAX_WORK_CONNS} work connections open; \
@@ -96,20 +97,21 @@ impl Control {
                             running.clone(),
                         ));
                     }
-                    Ok(Message::NewProxyResp(resp)) => {
+                    Ok(Some(Message::NewProxyResp(resp))) => {
                         self.on_new_proxy_resp(resp, &mut phases, &running);
                     }
-                    Ok(Message::Pong(pong)) => {
+                    Ok(Some(Message::Pong(pong))) => {
                         if !pong.error.is_empty() {
                             return format!("the server answered Ping with: {}", pong.error);
                         }
                         last_pong = Instant::now();
                     }
-                    Ok(other) => log::debug!(
+                    Ok(Some(other)) => log::debug!(
                         "tunnel client: ignoring {} on the control stream",
                         other.message_type()
                     ),
-                    Err(e @ ReadError::Frame(_)) => {
+                    Ok(None) => return "control stream closed by the server".into(),
+                    Err(e @ ReadError::Frame(..)) => {
                         log::warn!("tunnel client: closing the session: {e}");
                         return e.to_string();
                     }

@@ -25,7 +25,6 @@ pub mod backoff;
 pub mod config;
 pub mod control;
 pub mod dial;
-pub mod frames;
 pub mod limits;
 pub mod session;
 pub mod tls;

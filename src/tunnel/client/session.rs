@@ -17,7 +17,6 @@ use tokio::time::timeout;
 use tokio_yamux::{Config as YamuxConfig, Session};
 
 use super::control::Control;
-use super::frames::{read_plain, write_plain};
 use super::limits::{
     LOGIN_TIMEOUT, OPEN_STREAM_TIMEOUT, WRITE_TIMEOUT, YAMUX_ACCEPT_BACKLOG, YAMUX_MAX_STREAMS,
     YAMUX_MAX_STREAM_WINDOW,
@@ -25,6 +24,7 @@ use super::limits::{
 use super::work::Opener;
 use super::{unix_now, Shared};
 use crate::tunnel::crypto;
+use crate::tunnel::frames::{read_plain, write_plain, Peer};
 use crate::tunnel::msg::{Login, Message};
 use crate::tunnel::stream::BoxIo;
 
@@ -140,10 +140,14 @@ pub async fn run(shared: &Arc<Shared>, run_id: &mut String) -> Outcome {
     };
 
     let login = async {
-        write_plain(&mut control_io, &login_message(shared, run_id))
-            .await
-            .map_err(|e| format!("cannot send Login: {e}"))?;
-        match read_plain(&mut control_io).await {
+        write_plain(
+            &mut control_io,
+            &login_message(shared, run_id),
+            WRITE_TIMEOUT,
+        )
+        .await
+        .map_err(|e| format!("cannot send Login: {e}"))?;
+        match read_plain(&mut control_io, Peer::Server).await {
             Ok(Message::LoginResp(resp)) => Ok(resp),
             Ok(other) => Err(format!(
                 "expected LoginResp, the server sent {}",

@@ -10,17 +10,15 @@
 //! Files are read once, when the client starts, so a wrong path fails at once instead of at
 //! every reconnect. Key material is never logged.
 
-use std::fs::File;
-use std::io::BufReader;
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use super::config::TlsConfig;
+use crate::tunnel::pem::{read_certs, read_key, read_roots};
 
 /// What the dialer needs for TLS.
 #[derive(Clone)]
@@ -36,15 +34,7 @@ pub fn setup(tls: &TlsConfig) -> Result<TlsSetup, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?;
     let builder = match &tls.trusted_ca_file {
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for cert in read_certs(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{} is not a usable CA certificate: {e}", ca.display()))?;
-            }
-            builder.with_root_certificates(roots)
-        }
+        Some(ca) => builder.with_root_certificates(read_roots(ca)?),
         None => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider))),
@@ -68,28 +58,6 @@ pub fn setup(tls: &TlsConfig) -> Result<TlsSetup, String> {
         server_name,
         custom_first_byte: tls.custom_first_byte,
     })
-}
-
-fn open(path: &Path) -> Result<BufReader<File>, String> {
-    File::open(path)
-        .map(BufReader::new)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = rustls_pemfile::certs(&mut open(path)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no certificate", path.display()));
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    rustls_pemfile::private_key(&mut open(path)?)
-        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?
-        .ok_or_else(|| format!("{} holds no private key", path.display()))
 }
 
 /// frpc without `trustedCaFile`: trust whatever certificate the server shows.

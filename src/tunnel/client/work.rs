@@ -14,9 +14,9 @@ use tokio::time::timeout;
 
 use super::config::Target;
 use super::dial::{dial_local, Dialer};
-use super::frames::{read_plain, write_plain};
-use super::limits::OPEN_STREAM_TIMEOUT;
+use super::limits::{OPEN_STREAM_TIMEOUT, WRITE_TIMEOUT};
 use crate::tunnel::crypto;
+use crate::tunnel::frames::{read_plain, write_plain, Peer};
 use crate::tunnel::msg::{Message, NewWorkConn};
 use crate::tunnel::pipe::pipe;
 use crate::tunnel::stream::WorkStream;
@@ -83,11 +83,11 @@ pub async fn serve(opener: Opener, auth: WorkAuth, proxies: RunningProxies) {
             return;
         }
     };
-    if let Err(e) = write_plain(&mut work, &auth.hello()).await {
+    if let Err(e) = write_plain(&mut work, &auth.hello(), WRITE_TIMEOUT).await {
         log::warn!("tunnel client: work connection: cannot send NewWorkConn: {e}");
         return;
     }
-    let start = match read_plain(&mut work).await {
+    let start = match read_plain(&mut work, Peer::Server).await {
         Ok(Message::StartWorkConn(start)) => start,
         Ok(other) => {
             log::warn!(

@@ -19,7 +19,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::timeout;
 
-use super::frames::{self, ControlReader, ControlWriter, ReadError};
 use super::limits::{
     CONTROL_QUEUE, MAX_PENDING_WORK_REQUESTS, MAX_POOL_COUNT, MAX_RUN_ID_LEN, POOL_EXTRA,
     TEARDOWN_TIMEOUT, WORK_CONN_TIMEOUT, WRITE_TIMEOUT,
@@ -31,6 +30,7 @@ use super::session::SessionCtx;
 use super::work_conn::{Pool, Take};
 use super::Tunnel;
 use crate::tunnel::crypto::{self, Encryptor};
+use crate::tunnel::frames::{write_plain, ControlReader, ControlWriter, Peer, ReadError};
 use crate::tunnel::msg::{Login, LoginResp, Message, Pong, ReqWorkConn, StartWorkConn};
 use crate::tunnel::stream::{BoxIo, WorkStream};
 
@@ -118,7 +118,7 @@ impl ControlHandle {
                 dst_port: dst.port(),
                 error: String::new(),
             });
-            match frames::write_plain(&mut stream, &start).await {
+            match write_plain(&mut stream, &start, WRITE_TIMEOUT).await {
                 Ok(()) => return Ok(stream),
                 Err(e) => log::debug!(
                     "tunnel: work connection of {} unusable ({e}), trying the next",
@@ -190,7 +190,7 @@ async fn refuse(io: &mut BoxIo, peer: SocketAddr, error: &str, reason: &str) {
         run_id: String::new(),
         error: error.into(),
     });
-    let _ = frames::write_plain(io, &resp).await;
+    let _ = write_plain(io, &resp, WRITE_TIMEOUT).await;
     let _ = timeout(WRITE_TIMEOUT, io.shutdown()).await;
 }
 
@@ -299,7 +299,7 @@ pub async fn serve(
         run_id: run_id.clone(),
         error: String::new(),
     });
-    if let Err(e) = frames::write_plain(&mut io, &resp).await {
+    if let Err(e) = write_plain(&mut io, &resp, WRITE_TIMEOUT).await {
         fail(&session);
         teardown.run(&format!("LoginResp not sent: {e}")).await;
         return;
@@ -348,8 +348,8 @@ async fn run(
     heartbeat_timeout: Option<Duration>,
 ) -> String {
     let (rd, wr) = tokio::io::split(io);
-    let mut reader = ControlReader::new(rd, &tunnel.aes_key);
-    let mut writer = ControlWriter::new(wr, encryptor);
+    let mut reader = ControlReader::new(rd, &tunnel.aes_key, Peer::Client);
+    let mut writer = ControlWriter::new(wr, encryptor, WRITE_TIMEOUT);
     for _ in 0..control.pool_count {
         control.request_work_conn();
     }
@@ -389,7 +389,9 @@ async fn run(
                     }
                 }
                 Ok(None) => return "the client closed the control stream".to_string(),
-                Err(ReadError::Frame(e)) => return format!("bad frame on the control stream: {e}"),
+                Err(ReadError::Frame(_, e)) => {
+                    return format!("bad frame on the control stream: {e}")
+                }
                 Err(e) => return format!("control stream: {e}"),
             }
         }

@@ -27,7 +27,6 @@
 
 pub mod accept;
 pub mod control;
-pub mod frames;
 pub mod io;
 pub mod limits;
 pub mod listener;

@@ -22,13 +22,13 @@ use tokio_yamux::{Config, Session, StreamHandle};
 
 use super::accept::{Accepted, Framing};
 use super::control::{self, ControlHandle};
-use super::frames::{self, ReadError};
 use super::limits::{
     DIRECT_HEARTBEAT_TIMEOUT, FIRST_BYTES_TIMEOUT, LOGIN_FAILURE_LINGER, TEARDOWN_TIMEOUT,
     WRITE_TIMEOUT, YAMUX_ACCEPT_BACKLOG, YAMUX_KEEPALIVE_INTERVAL, YAMUX_MAX_STREAMS,
     YAMUX_MAX_STREAM_WINDOW,
 };
 use super::Tunnel;
+use crate::tunnel::frames::{read_plain, Peer, ReadError};
 use crate::tunnel::msg::{Message, NewWorkConn};
 use crate::tunnel::stream::{BoxIo, WorkStream};
 
@@ -177,9 +177,9 @@ async fn serve_yamux(
 /// The first message of a yamux stream decides what it is.
 async fn serve_stream(tunnel: Arc<Tunnel>, ctx: Arc<SessionCtx>, mut stream: StreamHandle) {
     let peer = ctx.peer;
-    let first = match timeout(FIRST_BYTES_TIMEOUT, frames::read_plain(&mut stream)).await {
+    let first = match timeout(FIRST_BYTES_TIMEOUT, read_plain(&mut stream, Peer::Client)).await {
         Ok(Ok(msg)) => msg,
-        Ok(Err(ReadError::Frame(e))) => {
+        Ok(Err(ReadError::Frame(_, e))) => {
             log::warn!(
                 "tunnel: client {peer}: bad frame on a new stream, closing the connection: {e}"
             );
@@ -239,7 +239,7 @@ fn offer(
 
 /// tcpMux off: this connection is one frp connection.
 async fn serve_direct(tunnel: Arc<Tunnel>, mut io: BoxIo, peer: SocketAddr) {
-    let first = match timeout(FIRST_BYTES_TIMEOUT, frames::read_plain(&mut io)).await {
+    let first = match timeout(FIRST_BYTES_TIMEOUT, read_plain(&mut io, Peer::Client)).await {
         Ok(Ok(msg)) => msg,
         Ok(Err(e)) => {
             log::warn!("tunnel: client {peer}: closed before or in its first message: {e}");

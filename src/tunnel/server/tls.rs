@@ -14,17 +14,15 @@
 //! This module must never log key material, and never accept a client certificate that does
 //! not chain to the CA while TLS is on.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 
 use super::limits::CERT_RETRY_INTERVAL;
+use crate::tunnel::pem::{read_certs, read_key, read_roots};
 
 pub const CA_FILE: &str = "ca.crt";
 pub const CERT_FILE: &str = "server.crt";
@@ -135,13 +133,8 @@ fn load(dir: &Path, verify_clients: bool) -> Result<ServerConfig, String> {
         .map_err(|e| format!("TLS setup: {e}"))?;
     let builder = if verify_clients {
         let ca_path = dir.join(CA_FILE);
-        let mut roots = RootCertStore::empty();
-        for cert in read_certs(&ca_path)? {
-            roots.add(cert).map_err(|e| {
-                format!("{} is not a usable CA certificate: {e}", ca_path.display())
-            })?;
-        }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        let roots = Arc::new(read_roots(&ca_path)?);
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
             .build()
             .map_err(|e| format!("client verification with {}: {e}", ca_path.display()))?;
         builder.with_client_cert_verifier(verifier)
@@ -155,26 +148,4 @@ fn load(dir: &Path, verify_clients: bool) -> Result<ServerConfig, String> {
             dir.join(KEY_FILE).display()
         )
     })
-}
-
-fn open(path: &Path) -> Result<BufReader<File>, String> {
-    File::open(path)
-        .map(BufReader::new)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = rustls_pemfile::certs(&mut open(path)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no certificate", path.display()));
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    rustls_pemfile::private_key(&mut open(path)?)
-        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?
-        .ok_or_else(|| format!("{} holds no private key", path.display()))
 }
