@@ -18,7 +18,7 @@
 use crate::gateway::docker_engine::{target_for, EngineTarget};
 use bollard::errors::Error as BollardError;
 use bollard::{BollardRequest, Docker, API_DEFAULT_VERSION};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use moka::future::Cache;
@@ -164,6 +164,14 @@ fn tcp_client(port: u16) -> Result<Docker, BollardError> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
     connector.set_nodelay(true);
+    counting_client(connector, format!("http://127.0.0.1:{port}"))
+}
+
+/// bollard on `connector`, with every engine answer counted (`record_status`).
+fn counting_client<C>(connector: C, addr: String) -> Result<Docker, BollardError>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
     // No idle pool, as bollard does: a tunnel port may change hands between requests.
     let client = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
@@ -178,24 +186,13 @@ fn tcp_client(port: u16) -> Result<Docker, BollardError> {
     };
     Docker::connect_with_custom_transport(
         transport,
-        Some(format!("http://127.0.0.1:{port}")),
+        Some(addr),
         BOLLARD_TIMEOUT_SECS,
         API_DEFAULT_VERSION,
     )
 }
 
 fn unix_client(path: &Path) -> Result<Docker, BollardError> {
-    let client = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build(hyperlocal::UnixConnector);
-    let transport = move |request: BollardRequest| {
-        let response = client.request(request);
-        async move {
-            let response = response.await?;
-            record_status(response.status().as_u16());
-            Ok(response)
-        }
-    };
     // hyperlocal finds the socket in the URI's host, hex-encoded.
     let hex: String = path
         .as_os_str()
@@ -203,10 +200,5 @@ fn unix_client(path: &Path) -> Result<Docker, BollardError> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Docker::connect_with_custom_transport(
-        transport,
-        Some(format!("unix://{hex}")),
-        BOLLARD_TIMEOUT_SECS,
-        API_DEFAULT_VERSION,
-    )
+    counting_client(hyperlocal::UnixConnector, format!("unix://{hex}"))
 }
