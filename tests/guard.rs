@@ -418,6 +418,28 @@ async fn b29_appapi_headers_with_a_wrong_key_are_dropped_and_strike() {
     assert_eq!(gw.exapp.count(), 0, "nothing reached the ExApp");
 }
 
+/// "Strike" means exactly one: with a ban at two strikes, one refusal leaves the client served.
+#[tokio::test(flavor = "multi_thread")]
+async fn b26_b29_each_refusal_is_exactly_one_strike() {
+    let gw = Gateway::start(&[("HP_BLACKLIST_COUNT", "2")]).await;
+    let wrong_key = appapi_headers(&gw.exapp, "wrong");
+    let refusals: [(&str, Headers); 2] = [
+        ("/exapps/app/heartbeat", vec![]),
+        ("/exapps/app/anything", borrowed(&wrong_key)),
+    ];
+    for (i, (path, headers)) in refusals.iter().enumerate() {
+        let client = ip(&format!("127.29.2.{}", i + 1));
+        let out = gw.get(client, path, headers).await;
+        assert_silent_drop(&out, &format!("first GET {path}"));
+        gw.assert_served(client, &[], &format!("one strike of two after {path}"))
+            .await;
+        let out = gw.get(client, path, headers).await;
+        assert_silent_drop(&out, &format!("second GET {path}"));
+        gw.assert_dropped(client, &[], &format!("two strikes after {path}"))
+            .await;
+    }
+}
+
 /// Q2: behind a trusted proxy the wrong key strikes the client, not the proxy (HaRP bans the
 /// proxy, i.e. everyone behind it).
 #[tokio::test(flavor = "multi_thread")]
@@ -515,6 +537,30 @@ async fn b35_q1_bruteforce_status_with_the_valid_key_adds_no_strike() {
         "{out:?}"
     );
     gw.assert_served(client, &[], "no strike for the key holder")
+        .await;
+}
+
+/// §3.6: only the ExApp's own answers are evaluated, not the pages harp makes when the ExApp
+/// cannot be reached, even if the route lists their status.
+#[tokio::test(flavor = "multi_thread")]
+async fn b35_harps_own_503_page_adds_no_strike() {
+    let gw = Gateway::start(&[("HP_BLACKLIST_COUNT", "1"), ("HP_TIMEOUT_CONNECT", "50ms")]).await;
+    let closed = ClosedPort::new();
+    gw.nc.set_app(
+        "downapp",
+        StubNextcloud::record(
+            TOKEN,
+            "1.0.0",
+            "127.0.0.1",
+            closed.port(),
+            &[("^/", PUBLIC, &[503])],
+        ),
+    );
+    let client = ip("127.35.4.1");
+    let out = gw.get(client, "/exapps/downapp/x", &[]).await;
+    assert_eq!(out.status(), 503, "{out:?}");
+    assert_eq!(out.header("content-type"), Some("text/html"), "harp's page");
+    gw.assert_served(client, &[], "no strike for harp's own page")
         .await;
 }
 
@@ -721,6 +767,38 @@ async fn q1_rightmost_untrusted_forwarded_for_is_the_client() {
         proxy,
         &[("x-forwarded-for", attacker)],
         "the attacker is banned",
+    )
+    .await;
+}
+
+/// Q1: X-Real-IP counts only when there is no X-Forwarded-For.
+#[tokio::test(flavor = "multi_thread")]
+async fn q1_x_real_ip_is_ignored_when_forwarded_for_is_valid() {
+    let gw = Gateway::start(&[
+        ("HP_BLACKLIST_COUNT", "1"),
+        ("HP_TRUSTED_PROXY_IPS", "127.41.1.0/24"),
+    ])
+    .await;
+    let proxy = ip("127.41.1.1");
+    let (client, named_by_real_ip) = ("198.51.100.41", "203.0.113.41");
+    let out = gw
+        .get(
+            proxy,
+            "/",
+            &[("x-forwarded-for", client), ("x-real-ip", named_by_real_ip)],
+        )
+        .await;
+    assert_harp_text(&out, 404, BODY_404, "the strike");
+    gw.assert_dropped(
+        proxy,
+        &[("x-forwarded-for", client)],
+        "X-Forwarded-For's client",
+    )
+    .await;
+    gw.assert_served(
+        proxy,
+        &[("x-real-ip", named_by_real_ip)],
+        "X-Real-IP's address took no strike",
     )
     .await;
 }

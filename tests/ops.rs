@@ -152,4 +152,5 @@ async fn ready_reports_whether_nextcloud_answers() {
     assert!(out.body_str().contains("unreachable"), "{}", out.body_str());
     let out = get(harp.ops_addr(), "/heartbeat", &[]).await;
     assert_eq!(out.status(), 200);
+    assert_eq!(out.body_str(), r#"{"status":"ok"}"#);
 }

@@ -157,9 +157,15 @@ async fn b8_exapp_meta_404_is_404() {
         common::nextcloud::JSON_CT,
         Duration::ZERO,
     );
-    let out = s.get("/exapps/b8notfound/x", &[]).await;
-    assert_harp(&out, 404);
-    assert_eq!(s.nc.count("exapp-meta"), 1);
+    for _ in 0..2 {
+        let out = s.get("/exapps/b8notfound/x", &[]).await;
+        assert_harp(&out, 404);
+    }
+    assert_eq!(
+        s.nc.count("exapp-meta"),
+        1,
+        "the 404 is cached like the 401"
+    );
     assert_eq!(s.echo.count(), 0);
 }
 
@@ -182,7 +188,11 @@ async fn b8_negative_cache_expires_after_15s() {
     assert_harp(&s.get("/exapps/b8exp/x", &[]).await, 404);
     assert_eq!(s.nc.count("exapp-meta"), 1);
     s.nc.set_app("b8exp", s.record(ALL_PUBLIC));
-    // Time-based behaviour: the entry lives 15 s.
+    // Time-based behaviour: the entry lives 15 s, not less ...
+    tokio::time::sleep(Duration::from_secs(14).saturating_sub(first.elapsed())).await;
+    assert_harp(&s.get("/exapps/b8exp/x", &[]).await, 404);
+    assert_eq!(s.nc.count("exapp-meta"), 1, "still cached after 14 s");
+    // ... and not more.
     tokio::time::sleep(Duration::from_secs(16).saturating_sub(first.elapsed())).await;
     let out = s.get("/exapps/b8exp/x", &[]).await;
     assert_forwarded(&out);
@@ -656,6 +666,35 @@ async fn b21_invalid_route_regex_is_skipped() {
     assert_eq!(s.forwarded().path, "/a");
 }
 
+/// Routes are Python regexes: look-ahead is valid there and must be evaluated, not skipped as
+/// invalid, or an ADMIN route would let its paths fall through to a later PUBLIC one.
+#[tokio::test(flavor = "multi_thread")]
+async fn b21_python_look_ahead_route_is_evaluated() {
+    let s = Setup::start(
+        "b21look",
+        &[("^/(?!public/)", ADMIN, &[]), (".*", PUBLIC, &[])],
+        &[],
+    )
+    .await;
+    assert_harp(&s.get("/exapps/b21look/settings", &[]).await, 403);
+    assert_eq!(s.echo.count(), 0);
+    assert_forwarded(&s.get("/exapps/b21look/public/x", &[]).await);
+    assert_eq!(s.forwarded().path, "/public/x");
+}
+
+/// A backreference (valid in Python, not in linear-time engines) decides like any route.
+#[tokio::test(flavor = "multi_thread")]
+async fn b21_python_backreference_route_is_evaluated() {
+    let s = Setup::start(
+        "b21back",
+        &[(r"^/(\w+)/\1$", PUBLIC, &[]), (".*", USER, &[])],
+        &[],
+    )
+    .await;
+    assert_forwarded(&s.get("/exapps/b21back/ab/ab", &[]).await);
+    assert_harp(&s.get("/exapps/b21back/ab/cd", &[]).await, 403);
+}
+
 // ---------------------------------------------------------------------------------------------
 // B22-B25, Q17, Q20, E3: user-info failures and the session cache
 // ---------------------------------------------------------------------------------------------
@@ -851,19 +890,22 @@ async fn b25_empty_session_cookie_makes_no_user_info_call() {
 #[tokio::test(flavor = "multi_thread")]
 async fn q20_same_basic_auth_within_lifetime_makes_one_call() {
     let s = Setup::start("q20same", ALL_USER, &[]).await;
-    let auth = basic_auth("u", "pw");
-    s.nc.set_user_level(&auth, "u", USER);
-    for _ in 0..2 {
-        assert_forwarded(
-            &s.get("/exapps/q20same/x", &[("Authorization", &auth)])
-                .await,
-        );
-        assert_eq!(
-            s.forwarded().header_all("authorization-app-api"),
-            vec![b64("u:tok").as_str()]
-        );
+    let basic = basic_auth("u", "pw");
+    let bearer = "Bearer app-password-token".to_string();
+    for (calls, auth) in [(1, basic), (2, bearer)] {
+        s.nc.set_user_level(&auth, "u", USER);
+        for _ in 0..2 {
+            assert_forwarded(
+                &s.get("/exapps/q20same/x", &[("Authorization", &auth)])
+                    .await,
+            );
+            assert_eq!(
+                s.forwarded().header_all("authorization-app-api"),
+                vec![b64("u:tok").as_str()]
+            );
+        }
+        assert_eq!(s.nc.count("user-info"), calls, "{auth}");
     }
-    assert_eq!(s.nc.count("user-info"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -93,6 +93,41 @@ async fn b31_decision_over_budget_is_harp_503() {
     assert_eq!(exapp.count(), 0);
 }
 
+/// The budget covers exapp-meta and user-info together: each alone fits, both do not.
+#[tokio::test(flavor = "multi_thread")]
+async fn b31_budget_covers_exapp_meta_and_user_info_together() {
+    let nc = StubNextcloud::start().await;
+    let exapp = EchoBackend::start().await;
+    nc.set_app_delayed(
+        "slow",
+        record(exapp.port(), &[("^/", USER, &[])]),
+        Duration::from_millis(1200),
+    );
+    nc.set_user(
+        "session-1",
+        200,
+        json!({"user_id": "u", "access_level": 1}),
+        Duration::from_millis(1200),
+    );
+    let harp = start_harp(&nc, &[("HP_DECISION_TIMEOUT", "2s")]);
+    let started = Instant::now();
+    let out = get(
+        harp.http_addr(),
+        "/exapps/slow/x",
+        &[("cookie", "oc_sessionPassphrase=session-1")],
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(out.status(), 503, "{out:?}");
+    assert_eq!(out.body_str(), HARP_503);
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(2400),
+        "answered after {took:?}, expected about 2 s"
+    );
+    assert_eq!(nc.count("user-info"), 1, "user-info was reached");
+    assert_eq!(exapp.count(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // B33, B34: HAProxy's pages after forwarding fails
 
@@ -102,8 +137,45 @@ async fn b33_exapp_refusing_connections_gets_the_503_page() {
     let closed = ClosedPort::new();
     nc.set_app("app", record(closed.port(), &[("^/", PUBLIC, &[])]));
     let harp = start_harp(&nc, &[]);
+    let started = Instant::now();
     let out = get(harp.http_addr(), "/exapps/app/x", &[]).await;
+    let took = started.elapsed();
     assert_haproxy_page(&out, 503, PAGE_503);
+    // As HAProxy: three retries, one second apart.
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(10),
+        "503 after {took:?}, expected about 3 s"
+    );
+}
+
+/// The point of HAProxy's retries: an ExApp that is back within them serves the request.
+#[tokio::test(flavor = "multi_thread")]
+async fn b33_exapp_back_within_the_retries_serves_the_request() {
+    let nc = StubNextcloud::start().await;
+    let closed = ClosedPort::new();
+    nc.set_app("app", record(closed.port(), &[("^/", PUBLIC, &[])]));
+    let harp = start_harp(&nc, &[]);
+    let request = tokio::spawn(get(harp.http_addr(), "/exapps/app/x", &[]));
+    // Deliberately late: the first connect must have been refused already.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let exapp = EchoBackend::start_on(&closed.addr().to_string()).await;
+    let out = request.await.expect("request task");
+    assert_eq!(out.status(), 200, "{out:?}");
+    assert_eq!(exapp.count(), 1);
+}
+
+/// HP_TIMEOUT_CONNECT below one second shortens the pause between retries, as in HAProxy.
+#[tokio::test(flavor = "multi_thread")]
+async fn b33_retry_pause_is_at_most_the_connect_timeout() {
+    let nc = StubNextcloud::start().await;
+    let closed = ClosedPort::new();
+    nc.set_app("app", record(closed.port(), &[("^/", PUBLIC, &[])]));
+    let harp = start_harp(&nc, &[("HP_TIMEOUT_CONNECT", "100ms")]);
+    let started = Instant::now();
+    let out = get(harp.http_addr(), "/exapps/app/x", &[]).await;
+    let took = started.elapsed();
+    assert_haproxy_page(&out, 503, PAGE_503);
+    assert!(took < Duration::from_millis(2000), "503 after {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -138,9 +210,22 @@ fn write_cert_pem(dir: &std::path::Path) {
     std::fs::write(dir.join("cert.pem"), pem).expect("write cert.pem");
 }
 
-async fn status_and_body(res: reqwest::Response) -> (u16, String) {
+/// What a client sees of an answer, apart from the headers that differ by time or connection.
+async fn status_and_body(res: reqwest::Response) -> (u16, Vec<(String, String)>, String) {
     let status = res.status().as_u16();
-    (status, res.text().await.expect("response body"))
+    let headers = [
+        "content-type",
+        "content-length",
+        "cache-control",
+        "connection",
+    ]
+    .iter()
+    .filter_map(|name| {
+        let value = res.headers().get(*name)?.to_str().ok()?;
+        Some((name.to_string(), value.to_string()))
+    })
+    .collect();
+    (status, headers, res.text().await.expect("response body"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -539,6 +624,29 @@ fn assert_exit_1(out: &std::process::Output, what: &str) {
     );
 }
 
+/// Exit 1 with exactly one problem line, which starts with `setting` (the variable and the value
+/// as given, or `<hidden>` for the key) and says what is expected (B63, B64, Q5, Q9).
+fn assert_one_problem(out: &std::process::Output, setting: &str, expected: &str) {
+    assert_exit_1(out, setting);
+    let text = output_text(out);
+    let problems: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with(setting.split('=').next().unwrap_or(setting)))
+        .collect();
+    assert_eq!(problems.len(), 1, "one line per problem:\n{text}");
+    assert!(
+        problems[0].starts_with(&format!("{setting}:")),
+        "names the variable and value: {}",
+        problems[0]
+    );
+    assert!(
+        problems[0].contains(&format!("expected {expected}")),
+        "says what is expected: {}",
+        problems[0]
+    );
+    assert!(!text.contains("from-env"), "the key leaked:\n{text}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn b63_key_and_key_file_together_exit_1() {
     let dir = TempDir::new("keyfile");
@@ -549,21 +657,26 @@ async fn b63_key_and_key_file_together_exit_1() {
         &[],
         &[("HP_SHARED_KEY", "from-env"), ("HP_SHARED_KEY_FILE", &file)],
     );
-    assert_exit_1(&out, "HP_SHARED_KEY and HP_SHARED_KEY_FILE");
+    assert_one_problem(
+        &out,
+        "HP_SHARED_KEY=<hidden>",
+        "only one of the key and the key file",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn b63_key_with_a_forbidden_character_exits_1() {
     for key in ["ab\"cd", "ab\\cd"] {
         let out = run_harp(&[], &[("HP_SHARED_KEY", key)]);
-        assert_exit_1(&out, &format!("HP_SHARED_KEY={key}"));
+        assert_one_problem(&out, "HP_SHARED_KEY=<hidden>", "no double quote");
+        assert!(!output_text(&out).contains(key), "the key leaked");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn b63_non_ascii_key_exits_1() {
     let out = run_harp(&[], &[("HP_SHARED_KEY", "schlüssel")]);
-    assert_exit_1(&out, "UTF-8 key");
+    assert_one_problem(&out, "HP_SHARED_KEY=<hidden>", "printable ASCII only");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -590,19 +703,26 @@ async fn b63_surrounding_quotes_are_stripped_from_the_key() {
 async fn q5_key_empty_after_quote_stripping_exits_1() {
     for key in ["\"\"", "''"] {
         let out = run_harp(&[], &[("HP_SHARED_KEY", key)]);
-        assert_exit_1(&out, &format!("HP_SHARED_KEY={key}"));
+        assert_one_problem(&out, "HP_SHARED_KEY=<hidden>", "a non-empty key");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn b64_missing_nc_instance_url_exits_1() {
-    let out = run_harp(&[], &[("NC_INSTANCE_URL", UNSET)]);
-    assert_exit_1(&out, "no NC_INSTANCE_URL");
-    assert!(
-        output_text(&out).contains("NC_INSTANCE_URL"),
-        "{}",
-        output_text(&out)
-    );
+    for value in [UNSET, ""] {
+        let out = run_harp(&[], &[("NC_INSTANCE_URL", value)]);
+        assert_one_problem(&out, "NC_INSTANCE_URL", "the base URL of Nextcloud");
+    }
+}
+
+/// HaRP refuses an empty HP_FRP_ADDRESS; `HP_FRP_ADDRESS=` in a compose file must not quietly
+/// mean the default here either.
+#[tokio::test(flavor = "multi_thread")]
+async fn b64_empty_frp_address_exits_1() {
+    for (value, shown) in [("", "\"\""), ("''", "''")] {
+        let out = run_harp(&[], &[("HP_FRP_ADDRESS", value)]);
+        assert_one_problem(&out, &format!("HP_FRP_ADDRESS={shown}"), "host:port");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -621,33 +741,26 @@ async fn b64_session_lifetime_above_10_exits_1_naming_the_variable() {
 #[tokio::test(flavor = "multi_thread")]
 async fn b64_cert_validity_days_zero_exits_1() {
     let out = run_harp(&[], &[("HP_FRP_CERT_VALIDITY_DAYS", "0")]);
-    assert_exit_1(&out, "HP_FRP_CERT_VALIDITY_DAYS=0");
-    assert!(
-        output_text(&out).contains("HP_FRP_CERT_VALIDITY_DAYS"),
-        "{}",
-        output_text(&out)
+    assert_one_problem(
+        &out,
+        "HP_FRP_CERT_VALIDITY_DAYS=0",
+        "a whole number of days",
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn q9_blacklist_count_zero_exits_1_naming_the_variable() {
     let out = run_harp(&[], &[("HP_BLACKLIST_COUNT", "0")]);
-    assert_exit_1(&out, "HP_BLACKLIST_COUNT=0");
-    assert!(
-        output_text(&out).contains("HP_BLACKLIST_COUNT"),
-        "{}",
-        output_text(&out)
-    );
+    assert_one_problem(&out, "HP_BLACKLIST_COUNT=0", "a whole number of strikes");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn q9_unknown_log_level_exits_1_naming_the_variable() {
     let out = run_harp(&[], &[("HP_LOG_LEVEL", "verbose")]);
-    assert_exit_1(&out, "HP_LOG_LEVEL=verbose");
-    assert!(
-        output_text(&out).contains("HP_LOG_LEVEL"),
-        "{}",
-        output_text(&out)
+    assert_one_problem(
+        &out,
+        "HP_LOG_LEVEL=verbose",
+        "one of debug, info, warning, error",
     );
 }
 

@@ -101,8 +101,13 @@ pub fn generate_frp_certs(certs_dir: &Path, validity_days: u32) -> Result<bool, 
     if target.symlink_metadata().is_ok() {
         return Ok(false);
     }
-    fs::create_dir_all(certs_dir)
-        .map_err(|e| format!("cannot create {}: {e}", certs_dir.display()))?;
+    fs::create_dir_all(certs_dir).map_err(|e| {
+        format!(
+            "cannot create {}: {e} (HP_CERTS_DIR names where the FRP certificates are kept; \
+             point it at a writable folder)",
+            certs_dir.display()
+        )
+    })?;
     let set = issue::issue_set(validity_days)?;
     let tmp = certs_dir.join(format!(".{FRP_DIR}.tmp-{}", std::process::id()));
     // A leftover from a crashed run of this process id is ours to remove.

@@ -42,11 +42,14 @@ pub fn process_env(name: &str) -> Option<String> {
 }
 
 /// The recognised variables that are set. An empty value counts as unset (compose files often
-/// declare `HP_X=` to mean "default"), so it never overrides the YAML file.
+/// declare `HP_X=` to mean "default"), so it never overrides the YAML file. The exception is
+/// `HP_FRP_ADDRESS`: HaRP refuses to start when it is empty (B64), and so do we, rather than
+/// silently listening on the default.
 pub(crate) fn read(env: EnvLookup<'_>) -> Layer {
     let mut layer = Layer::new(Origin::Env);
     for key in Key::ALL {
-        if let Some(text) = env(key.env_name()).filter(|t| !t.is_empty()) {
+        if let Some(text) = env(key.env_name()).filter(|t| !t.is_empty() || key == Key::FrpAddress)
+        {
             layer.set(key, text);
         }
     }

@@ -59,9 +59,11 @@ pub struct Gateway {
     engine_versions: docker_engine::MinVersions,
 }
 
-/// HAProxy retries a refused connect three times before its 503 page.
+/// HAProxy retries a refused connect three times before its 503 page, pausing the connect timeout
+/// but at most one second between attempts: an ExApp that is restarting gets about 3 s to come
+/// back before its users see an error.
 const CONNECT_RETRIES: u8 = 3;
-const RETRY_PAUSE: Duration = Duration::from_millis(250);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
@@ -283,7 +285,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         if ctx.connect_attempts > 0 {
-            tokio::time::sleep(RETRY_PAUSE).await;
+            tokio::time::sleep(self.state.settings.timeout_connect.min(MAX_RETRY_PAUSE)).await;
         }
         ctx.connect_attempts += 1;
         let mut peer = match &ctx.upstream {

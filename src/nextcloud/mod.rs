@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod client;
 pub mod record;
+pub mod route_regex;
 
 pub use cache::{ExAppDirectory, LookupError, SessionCache, SessionError};
 pub use client::{NextcloudClient, User};

@@ -4,9 +4,10 @@
 //! fields ignored) and strictly where it is strict (a numeric `exapp_version` is rejected).
 //! Route regexes are compiled once here so the request path never compiles anything.
 
-use regex::Regex;
 use serde_json::Value;
 use std::net::IpAddr;
+
+use super::route_regex::RouteRegex;
 
 /// Who may use a route (AppAPI's PUBLIC / USER / ADMIN).
 pub type AccessLevel = u8;
@@ -15,8 +16,9 @@ pub const PUBLIC: AccessLevel = 0;
 /// One route rule, in the order Nextcloud sent it.
 #[derive(Debug)]
 pub struct Route {
-    /// `None` when the regex does not compile: HaRP logs and skips such a route.
-    pub regex: Option<Regex>,
+    /// `None` when the pattern does not compile even as a backtracking regex: HaRP logs and
+    /// skips such a route.
+    pub regex: Option<RouteRegex>,
     pub source: String,
     pub access_level: AccessLevel,
     pub bruteforce_protection: Vec<u16>,
@@ -105,8 +107,7 @@ fn parse_route(v: &Value) -> Result<Route, SchemaError> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(SchemaError("`bruteforce_protection` must be a list".into())),
     };
-    // Python's re.match anchors at the start only; wrapping keeps alternations inside the anchor.
-    let regex = match Regex::new(&format!("^(?:{url})")) {
+    let regex = match RouteRegex::compile(url) {
         Ok(r) => Some(r),
         Err(e) => {
             log::warn!("route regex {url:?} does not compile and will be skipped: {e}");
