@@ -84,7 +84,9 @@ pub async fn run(settings: &Settings, app: Option<&str>) -> Vec<Check> {
 
 async fn nextcloud(client: &reqwest::Client, s: &Settings) -> Check {
     let url = format!("{}/status.php", s.nc_instance_url);
-    match client.get(&url).send().await {
+    let sent = client.get(&url).send().await;
+    let url = format!("{}/status.php", s.nc_instance_url_for_display());
+    match sent.map_err(reqwest::Error::without_url) {
         Ok(r) if r.status().is_success() => {
             let body = r.text().await.unwrap_or_default();
             if body.contains("\"installed\"") {
@@ -127,7 +129,8 @@ async fn shared_key(client: &reqwest::Client, s: &Settings, app: Option<&str>) -
         .query(&[("appId", app_lower.as_str())])
         .header("harp-shared-key", &s.shared_key)
         .send()
-        .await;
+        .await
+        .map_err(reqwest::Error::without_url);
     match sent {
         Ok(r) if r.status().is_success() => Check::ok("shared key", format!("Nextcloud accepted it for ExApp {app:?}")),
         Ok(r) if r.status().as_u16() == 401 => Check::fail(
@@ -175,7 +178,9 @@ async fn outer_proxy(client: &reqwest::Client, s: &Settings) -> Check {
         .get(&url)
         .header("harp-shared-key", &s.shared_key)
         .send()
-        .await;
+        .await
+        .map_err(reqwest::Error::without_url);
+    let url = format!("{}/exapps/app_api/info", s.nc_instance_url_for_display());
     let fix = "forward /exapps/ unchanged from Nextcloud's web server to harp (docs/reverse-proxy/), with WebSocket upgrade and a long read timeout";
     match sent {
         Ok(r) if r.status().is_success() => {

@@ -792,6 +792,22 @@ async fn check_config_prints_settings_with_the_key_masked() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn check_config_masks_a_password_in_the_nextcloud_url() {
+    let out = run_harp(
+        &["check-config"],
+        &[("NC_INSTANCE_URL", "https://admin:pa55word@cloud.example.test/nc")],
+    );
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("pa55word"), "the password leaks:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l == "NC_INSTANCE_URL=https://admin:********@cloud.example.test/nc"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn check_config_reports_every_problem_at_once() {
     let out = run_harp(
         &["check-config"],

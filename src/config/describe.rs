@@ -41,7 +41,7 @@ impl Settings {
             Key::SharedKey => MASK.to_string(),
             // The key has been read already; the effective value is what matters.
             Key::SharedKeyFile => return None,
-            Key::NcInstanceUrl => self.nc_instance_url.clone(),
+            Key::NcInstanceUrl => self.nc_instance_url_for_display(),
             Key::ExappsAddress => self.exapps_address.to_string(),
             Key::ExappsHttpsAddress => self.exapps_https_address.to_string(),
             Key::FrpAddress => self.frp_address.to_string(),

@@ -76,3 +76,43 @@ pub struct Settings {
     /// HP_THREADS: worker threads of the proxy service (default: number of CPUs).
     pub threads: usize,
 }
+
+impl Settings {
+    /// NC_INSTANCE_URL for messages and `check-config`: a password in it is masked.
+    pub fn nc_instance_url_for_display(&self) -> String {
+        redact_password(&self.nc_instance_url)
+    }
+}
+
+/// `scheme://user:secret@host/...` becomes `scheme://user:********@host/...`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    if user.len() == userinfo.len() {
+        return url.to_string();
+    }
+    format!("{scheme}://{user}:********@{host}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn a_password_in_the_url_is_masked() {
+        assert_eq!(
+            redact_password("https://admin:s3cr@t@cloud.example.com/nc?x=1"),
+            "https://admin:********@cloud.example.com/nc?x=1"
+        );
+        for unchanged in ["https://cloud.example.com/a@b", "http://user@nc", "nc"] {
+            assert_eq!(redact_password(unchanged), unchanged);
+        }
+    }
+}

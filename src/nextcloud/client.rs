@@ -103,7 +103,7 @@ impl NextcloudClient {
         let call = self.http.get(url).send();
         match tokio::time::timeout(Duration::from_secs(5), call).await {
             Ok(Ok(resp)) => Ok(resp.status().as_u16()),
-            Ok(Err(e)) => Err(format!("Nextcloud is unreachable: {e}")),
+            Ok(Err(e)) => Err(format!("Nextcloud is unreachable: {}", e.without_url())),
             Err(_) => Err("Nextcloud did not answer within 5 s".into()),
         }
     }
@@ -116,7 +116,9 @@ impl NextcloudClient {
             .header(SHARED_KEY_HEADER, self.key.clone())
             .send()
             .await
-            .map_err(|e| MetaError::Failed(format!("exapp-meta request failed: {e}")))?;
+            .map_err(|e| {
+                MetaError::Failed(format!("exapp-meta request failed: {}", e.without_url()))
+            })?;
         let status = resp.status().as_u16();
         if status == 401 || status == 404 {
             return Err(MetaError::NotFound);
@@ -167,7 +169,9 @@ impl NextcloudClient {
             .headers(headers)
             .send()
             .await
-            .map_err(|e| UserError::Failed(format!("user-info request failed: {e}")))?;
+            .map_err(|e| {
+                UserError::Failed(format!("user-info request failed: {}", e.without_url()))
+            })?;
         let status = resp.status().as_u16();
         if (400..500).contains(&status) {
             return Err(UserError::Anonymous);
@@ -210,7 +214,7 @@ async fn read_json_body(resp: reqwest::Response) -> Result<Vec<u8>, String> {
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| format!("reading Nextcloud's answer failed: {e}"))?
+        .map_err(|e| format!("reading Nextcloud's answer failed: {}", e.without_url()))?
     {
         if body.len() + chunk.len() > MAX_CALLBACK_BODY {
             return Err("Nextcloud's answer is too large".into());
