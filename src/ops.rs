@@ -56,11 +56,34 @@ impl OpsApp {
     async fn metrics(&self) -> String {
         let state = &self.state;
         let cached = state.apps.cached_count().await;
+        let unknown = state.apps.unknown_count();
+        let sessions = state.sessions.cached_count().await;
+        let tracked = state.bans.tracked_count();
         let banned = state.bans.banned_count() as u64;
         let tunnels = state.tunnels.control_count() as u64;
+        // The sizes of the bounded caches (HaRP Q7), so their bounds can be watched.
         state.metrics.render(&[
             ("harp_banned_ips", "Client IPs currently banned.", banned),
-            ("harp_exapps_cached", "ExApp records in the cache.", cached),
+            (
+                "harp_clients_tracked",
+                "Client IPs whose brute-force strikes are counted (at most 100000).",
+                tracked,
+            ),
+            (
+                "harp_exapps_cached",
+                "ExApp records in the cache (at most 10000).",
+                cached,
+            ),
+            (
+                "harp_unknown_apps_cached",
+                "App ids remembered as unknown for 15 s (at most 10000).",
+                unknown,
+            ),
+            (
+                "harp_sessions_cached",
+                "Users cached by session (at most 100000).",
+                sessions,
+            ),
             ("harp_tunnel_clients", "FRP clients logged in.", tunnels),
         ])
     }

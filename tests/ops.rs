@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use futures_util::StreamExt;
 use std::collections::HashMap;
 
 /// Parses the Prometheus text format into `series{labels}` -> value, checking every sample line
@@ -133,6 +134,42 @@ async fn metrics_count_requests_by_app_outcome_and_status() {
     assert_eq!(v(r#"harp_request_duration_seconds_count"#), 7.0);
     assert_eq!(v(r#"harp_request_duration_seconds_bucket{le="+Inf"}"#), 7.0);
     assert_eq!(v("harp_exapps_cached"), 1.0);
+    assert_eq!(v("harp_unknown_apps_cached"), 1.0);
+    assert_eq!(v("harp_sessions_cached"), 1.0);
+    assert_eq!(v("harp_clients_tracked"), 1.0, "127.0.0.1 has strikes");
+}
+
+/// Q7: HaRP remembers every app id a client invents; harp-rs keeps at most 10,000 of them, and
+/// every other cache is bounded the same way (their sizes are in `/metrics`).
+#[tokio::test(flavor = "multi_thread")]
+async fn q7_invented_app_ids_stay_within_the_cache_bound() {
+    const IDS: usize = 10_500;
+    let nc = StubNextcloud::start().await;
+    let harp = Harp::start(&[("NC_INSTANCE_URL", &nc.url())]);
+    let http = client();
+    let statuses: Vec<_> = futures_util::stream::iter(0..IDS)
+        .map(|i| {
+            // The key holder adds no strikes (Q1), so the client is never banned on the way.
+            let sent = http
+                .get(harp.url(&format!("/exapps/q7-{i}/x")))
+                .header("harp-shared-key", KEY)
+                .send();
+            async move { sent.await.map(|r| r.status().as_u16()).ok() }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == Some(404)));
+    assert_eq!(nc.count("exapp-meta"), IDS, "each id asked once");
+
+    let m = scrape(&harp).await;
+    let unknown = m["harp_unknown_apps_cached"];
+    assert!(
+        (5_000.0..=10_000.0).contains(&unknown),
+        "{unknown} unknown ids cached"
+    );
+    assert_eq!(m["harp_clients_tracked"], 0.0);
+    assert_eq!(m["harp_exapps_cached"], 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

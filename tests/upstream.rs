@@ -795,7 +795,10 @@ async fn check_config_prints_settings_with_the_key_masked() {
 async fn check_config_masks_a_password_in_the_nextcloud_url() {
     let out = run_harp(
         &["check-config"],
-        &[("NC_INSTANCE_URL", "https://admin:pa55word@cloud.example.test/nc")],
+        &[(
+            "NC_INSTANCE_URL",
+            "https://admin:pa55word@cloud.example.test/nc",
+        )],
     );
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");

@@ -84,6 +84,12 @@ impl BanList {
         })
     }
 
+    /// Client IPs whose strikes are being counted.
+    pub fn tracked_count(&self) -> u64 {
+        self.strikes.run_pending_tasks();
+        self.strikes.entry_count()
+    }
+
     pub fn banned_count(&self) -> usize {
         self.strikes
             .iter()

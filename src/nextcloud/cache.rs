@@ -108,6 +108,12 @@ impl ExAppDirectory {
         self.records.entry_count()
     }
 
+    /// App ids remembered as unknown (the 15 s negative cache).
+    pub fn unknown_count(&self) -> u64 {
+        self.unknown.run_pending_tasks();
+        self.unknown.entry_count()
+    }
+
     /// `DELETE /exapp_storage/<id>`: true if a record was cached.
     pub async fn remove(&self, app_lower: &str) -> bool {
         self.records.remove(app_lower).await.is_some()
@@ -185,6 +191,16 @@ impl SessionCache {
         let mut out = [0u8; 32];
         out.copy_from_slice(ctx.finish().as_ref());
         out
+    }
+
+    pub async fn cached_count(&self) -> u64 {
+        match &self.users {
+            Some(users) => {
+                users.run_pending_tasks().await;
+                users.entry_count()
+            }
+            None => 0,
+        }
     }
 
     /// The user behind these credentials: cached, or asked from Nextcloud once per key.
