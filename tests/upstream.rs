@@ -611,6 +611,80 @@ async fn incomplete_request_head_is_closed_after_the_client_timeout() {
     );
 }
 
+/// Slowloris: a head trickling in a byte at a time still has to be complete within the client
+/// timeout (HAProxy's `timeout http-request` falls back to `timeout client`).
+#[tokio::test(flavor = "multi_thread")]
+async fn request_head_sent_byte_by_byte_is_cut_at_the_client_timeout() {
+    let nc = StubNextcloud::start().await;
+    let harp = start_harp(&nc, &[("HP_TIMEOUT_CLIENT", "1s")]);
+    let mut stream = TcpStream::connect(harp.http_addr()).await.expect("connect");
+    let started = Instant::now();
+    let head = format!(
+        "GET /exapps/app/x HTTP/1.1\r\nHost: {}\r\nX-Slow: {}",
+        harp.http_addr(),
+        "a".repeat(100)
+    );
+    let mut cut_after = None;
+    for byte in head.as_bytes() {
+        // Each byte well within the per-read timeout.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if stream.write_all(&[*byte]).await.is_err() {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+        let mut probe = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await
+        {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+    }
+    let cut_after = cut_after.expect("harp waited for the whole trickling head");
+    assert!(
+        cut_after >= Duration::from_millis(900) && cut_after < Duration::from_secs(4),
+        "cut after {cut_after:?}, expected about 1 s"
+    );
+}
+
+/// A client that stops reading its response does not hold the connection (and the ExApp's)
+/// beyond the client timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_that_stops_reading_is_cut_at_the_client_timeout() {
+    const SIZE: usize = 64 * 1024 * 1024;
+    let nc = StubNextcloud::start().await;
+    let exapp = EchoBackend::start().await;
+    nc.set_app("app", record(exapp.port(), &[("^/", PUBLIC, &[])]));
+    let harp = start_harp(&nc, &[("HP_TIMEOUT_CLIENT", "1s")]);
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    // A small receive window, so harp's writes block almost at once.
+    socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+    let mut stream = socket.connect(harp.http_addr()).await.expect("connect");
+    let request = format!(
+        "GET /exapps/app/big/{SIZE} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        harp.http_addr()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    // Not reading, for three client timeouts (the condition under test is harp's timer).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection stayed open");
+    assert!(
+        received < SIZE / 2,
+        "{received} of {SIZE} bytes arrived: harp kept writing to a client that did not read"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // B63, B64, Q5, Q9: start-up validation (§13.1)
 

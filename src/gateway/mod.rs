@@ -185,13 +185,16 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        listener::mark_head_read();
         let settings = &self.state.settings;
         ctx.upgrade = session.is_upgrade_req();
-        session.set_read_timeout(if ctx.upgrade {
+        let client_timeout = if ctx.upgrade {
             settings.timeout_tunnel
         } else {
             Some(settings.timeout_client)
-        });
+        };
+        session.set_read_timeout(client_timeout);
+        session.set_write_timeout(client_timeout);
         // Only shorten keep-alive: Pingora has already turned it off where HTTP requires a close
         // (HTTP/1.0 without keep-alive, Content-Length with Transfer-Encoding).
         if session.get_keepalive().is_some() {
@@ -329,6 +332,8 @@ impl ProxyHttp for Gateway {
             Some(settings.timeout_server)
         };
         peer.options.connection_timeout = Some(settings.timeout_connect);
+        // The in-process tunnel's connector is outside `connection_timeout`.
+        peer.options.total_connection_timeout = Some(settings.timeout_connect);
         peer.options.read_timeout = io_timeout;
         peer.options.write_timeout = io_timeout;
         peer.options.idle_timeout = Some(UPSTREAM_POOL_IDLE);
