@@ -176,6 +176,37 @@ async fn b40_posted_record_is_stored_under_the_lower_case_id() {
     assert_eq!(nc.count("exapp-meta"), 0, "{:?}", nc.requests());
 }
 
+/// The record as PHP's json_encode writes it (escaped slashes, `\u003C`), with numeric strings
+/// where pydantic accepts them and the extra route fields AppAPI sends.
+#[tokio::test(flavor = "multi_thread")]
+async fn b40_php_encoded_record_from_appapi_is_accepted() {
+    let nc = StubNextcloud::start().await;
+    let exapp = EchoBackend::start().await;
+    let harp = start_harp(Some(&nc), &[]);
+    let record = format!(
+        r#"{{"exapp_token":"tok\u003Cx","exapp_version":"1.0.0","host":"127.0.0.1","port":"{}","routes":[{{"url":"^\/api\/.*","verb":"GET,POST","access_level":"0","headers_to_exclude":"[]","bruteforce_protection":[401]}}]}}"#,
+        exapp.port()
+    );
+    let out = control(
+        &harp,
+        "POST",
+        "/exapps/app_api/exapp_storage/phpapp",
+        &[],
+        record.as_bytes(),
+    )
+    .await;
+    assert_eq!(out.status(), 204, "{out:?}");
+    let out = get(harp.http_addr(), "/exapps/phpapp/api/x", &[]).await;
+    assert_eq!(out.status(), 200, "{out:?}");
+    let auth = exapp
+        .last_request()
+        .and_then(|r| r.header("authorization-app-api").map(str::to_string));
+    // base64(":" + "tok<x"): the escape was decoded.
+    assert_eq!(auth.as_deref(), Some("OnRvazx4"));
+    let out = get(harp.http_addr(), "/exapps/phpapp/other", &[]).await;
+    assert_eq!(out.status(), 404, "the escaped regex kept its meaning");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn b40_posted_record_clears_the_negative_cache_entry() {
     let nc = StubNextcloud::start().await;

@@ -723,6 +723,35 @@ async fn b22_user_info_500_with_basic_auth_on_user_route_is_401() {
     assert_eq!(s.echo.count(), 0);
 }
 
+/// appapi-contract §9.2/§14.11: without `nc_sameSiteCookielax` Nextcloud answers user-info
+/// with a 302 to itself; HaRP's outcome is 401, and it must not loop.
+#[tokio::test(flavor = "multi_thread")]
+async fn b22_user_info_redirect_is_401_without_a_loop() {
+    let s = Setup::start("b22redirect", ALL_USER, &[]).await;
+    s.nc.set_user_info_default(302, json!({}), Duration::ZERO);
+    let out = s
+        .get("/exapps/b22redirect/x", &[("Cookie", &cookie("sess-302"))])
+        .await;
+    assert_harp(&out, 401);
+    assert_eq!(s.nc.count("user-info"), 1, "{:?}", s.nc.requests());
+    assert_eq!(s.echo.count(), 0);
+}
+
+/// The same for exapp-meta: a redirect loop is a failed lookup (404, not cached), one call.
+#[tokio::test(flavor = "multi_thread")]
+async fn b9_exapp_meta_redirect_loop_is_404_after_one_call() {
+    let s = Setup::empty(&[]).await;
+    s.nc.set_app_response(
+        "b9redirect",
+        302,
+        "",
+        common::nextcloud::JSON_CT,
+        Duration::ZERO,
+    );
+    assert_harp(&s.get("/exapps/b9redirect/x", &[]).await, 404);
+    assert_eq!(s.nc.count("exapp-meta"), 1, "{:?}", s.nc.requests());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn b22_user_info_timeout_on_user_route_is_401() {
     let s = Setup::start("b22slow", ALL_USER, &[("HP_NC_TIMEOUT", "1s")]).await;
@@ -1056,6 +1085,64 @@ async fn b28_appapi_request_for_unknown_app_uses_header_address() {
     assert_eq!(up.header_all("ex-app-id"), vec!["b28app"]);
     assert_eq!(up.header_all("authorization-app-api"), vec![APPAPI_AUTH]);
     assert_eq!(s.nc.count("user-info"), 0);
+}
+
+/// appapi-contract §7.1: the header address is the fallback whenever the metadata cannot be had:
+/// Nextcloud failing (5xx, a bodiless `POST /init`) and the id sitting in the negative cache
+/// (a bodiless-style `PUT /enabled`).
+#[tokio::test(flavor = "multi_thread")]
+async fn b28_appapi_request_falls_back_to_headers_on_failure_and_negative_cache() {
+    let s = Setup::empty(&[]).await;
+    let port = s.echo.port().to_string();
+    let headers = [
+        ("EX-APP-VERSION", "4.5.6"),
+        ("EX-APP-ID", "b28fall"),
+        ("EX-APP-HOST", "127.0.0.1"),
+        ("EX-APP-PORT", port.as_str()),
+        ("AUTHORIZATION-APP-API", APPAPI_AUTH),
+        ("AA-REQUEST-ID", "req-28"),
+        ("harp-shared-key", KEY),
+    ];
+    s.nc.set_app_response(
+        "b28fall",
+        500,
+        r#"{"message":"boom"}"#,
+        common::nextcloud::JSON_CT,
+        Duration::ZERO,
+    );
+    let out = request(
+        s.harp.http_addr(),
+        "POST",
+        b"/exapps/b28fall/init",
+        &headers,
+        b"",
+    )
+    .await;
+    assert_forwarded(&out);
+    assert_eq!(s.forwarded().method, "POST");
+    assert_eq!(s.forwarded().target, "/init");
+    assert_eq!(s.forwarded().header_all("aa-request-id"), vec!["req-28"]);
+
+    // Unknown to Nextcloud: remembered for 15 s, and the headers still carry the request.
+    assert_harp(&s.get("/exapps/b28neg/x", &[]).await, 404);
+    let calls = s.nc.count("exapp-meta");
+    let headers = headers.map(|(n, v)| (n, if v == "b28fall" { "b28neg" } else { v }));
+    let out = request(
+        s.harp.http_addr(),
+        "PUT",
+        b"/exapps/b28neg/enabled?enabled=0",
+        &headers,
+        b"",
+    )
+    .await;
+    assert_forwarded(&out);
+    assert_eq!(s.forwarded().method, "PUT");
+    assert_eq!(s.forwarded().target, "/enabled?enabled=0");
+    assert_eq!(
+        s.nc.count("exapp-meta"),
+        calls,
+        "answered from the negative cache"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ impl NextcloudClient {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(100)
-            .redirect(reqwest::redirect::Policy::limited(10))
+            .redirect(redirect_policy())
             .build()
             .map_err(|e| format!("cannot build the Nextcloud HTTP client: {e}"))?;
         let key = HeaderValue::from_str(key)
@@ -182,6 +182,28 @@ impl NextcloudClient {
         let body = read_json_body(resp).await.map_err(UserError::Failed)?;
         parse_user(&body).map_err(UserError::Failed)
     }
+}
+
+/// Follows a redirect only to the same host (an `http://` NC_INSTANCE_URL that Nextcloud's web
+/// server sends to `https://`), so the shared key and the user's credentials never go to another
+/// host, and never to a URL already asked in this chain: Nextcloud answers user-info with a 302
+/// to itself when the `nc_sameSiteCookielax` cookie is missing, which must fail at once (401)
+/// rather than loop.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    const MAX_REDIRECTS: usize = 3;
+    reqwest::redirect::Policy::custom(|attempt| {
+        let next = attempt.url();
+        let same_host = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.host_str() == next.host_str());
+        let seen = attempt.previous().iter().any(|url| url == next);
+        if same_host && !seen && attempt.previous().len() <= MAX_REDIRECTS {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
 }
 
 /// Nextcloud callbacks are small JSON documents; anything else is a failure.

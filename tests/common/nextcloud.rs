@@ -310,6 +310,15 @@ async fn handle(State(inner): State<Shared>, req: Request) -> Response {
     if !canned.content_type.is_empty() {
         builder = builder.header("content-type", &canned.content_type);
     }
+    // A redirect goes back to the same URL, as Nextcloud's answer to a missing
+    // `nc_sameSiteCookielax` cookie does.
+    if (300..400).contains(&canned.status) {
+        let target = match &request.query {
+            Some(query) => format!("{}?{query}", request.path),
+            None => request.path.clone(),
+        };
+        builder = builder.header("location", target);
+    }
     let body = if gzip && accepts_gzip && canned.status == 200 {
         builder = builder.header("content-encoding", "gzip");
         gzip_stored(&canned.body)
