@@ -980,7 +980,7 @@ async fn close_proxy_frees_the_port() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
-async fn exapp_port_only_for_the_exapp_nextcloud_knows() {
+async fn q10_exapp_port_only_for_the_exapp_nextcloud_knows() {
     let nc = StubNextcloud::start().await;
     nc.set_app(
         "strictapp",
@@ -1015,7 +1015,7 @@ async fn exapp_port_only_for_the_exapp_nextcloud_knows() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn strict_ports_off_restores_harp_behaviour() {
+async fn q10_strict_ports_off_restores_harp_behaviour() {
     let harp = plain_harp(&[("HP_FRP_STRICT_PORTS", "false")]);
     let mut client = Frpc::login(&ClientOpts::new(harp.frp_addr()))
         .await
