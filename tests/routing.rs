@@ -723,6 +723,30 @@ async fn b22_user_info_500_with_basic_auth_on_user_route_is_401() {
     assert_eq!(s.echo.count(), 0);
 }
 
+/// A redirect on Nextcloud's own host is followed, and harp says once which URL to configure.
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_on_nextclouds_host_is_followed_and_reported_once() {
+    let nc = StubNextcloud::start().await;
+    let echo = EchoBackend::start().await;
+    let moved = format!("{}/moved", nc.url());
+    let s = Setup::with_nc_url(nc, echo, &moved, &[]);
+    s.nc.set_app("moved", s.record(ALL_USER));
+    s.nc.set_user_level("sess-moved", "u", USER);
+    for _ in 0..2 {
+        let out = s
+            .get("/exapps/moved/x", &[("Cookie", &cookie("sess-moved"))])
+            .await;
+        assert_forwarded(&out);
+    }
+    assert_eq!(s.nc.count("exapp-meta"), 1);
+    let log = s.harp.log();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("Nextcloud redirects harp's calls to"))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
+}
+
 /// appapi-contract §9.2/§14.11: without `nc_sameSiteCookielax` Nextcloud answers user-info
 /// with a 302 to itself; HaRP's outcome is 401, and it must not loop.
 #[tokio::test(flavor = "multi_thread")]

@@ -6,6 +6,7 @@
 use super::record::{AccessLevel, ExAppRecord, SchemaError};
 use crate::metrics::Metrics;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ pub struct NextcloudClient {
     meta_url: String,
     user_url: String,
     key: HeaderValue,
+    /// Whether the "Nextcloud redirects" warning has been logged (once per process).
+    redirect_warned: AtomicBool,
 }
 
 /// Request headers never forwarded to user-info: they describe the client's own connection.
@@ -84,6 +87,7 @@ impl NextcloudClient {
             meta_url: format!("{base_url}/index.php/apps/app_api/harp/exapp-meta"),
             user_url: format!("{base_url}/index.php/apps/app_api/harp/user-info"),
             key,
+            redirect_warned: AtomicBool::new(false),
         })
     }
 
@@ -119,6 +123,7 @@ impl NextcloudClient {
             .map_err(|e| {
                 MetaError::Failed(format!("exapp-meta request failed: {}", e.without_url()))
             })?;
+        self.warn_if_redirected(&resp, &self.meta_url);
         let status = resp.status().as_u16();
         if status == 401 || status == 404 {
             return Err(MetaError::NotFound);
@@ -172,6 +177,7 @@ impl NextcloudClient {
             .map_err(|e| {
                 UserError::Failed(format!("user-info request failed: {}", e.without_url()))
             })?;
+        self.warn_if_redirected(&resp, &self.user_url);
         let status = resp.status().as_u16();
         if (400..500).contains(&status) {
             return Err(UserError::Anonymous);
@@ -181,6 +187,23 @@ impl NextcloudClient {
         }
         let body = read_json_body(resp).await.map_err(UserError::Failed)?;
         parse_user(&body).map_err(UserError::Failed)
+    }
+}
+
+impl NextcloudClient {
+    /// A followed redirect works, but costs a round trip per call, and across a scheme change
+    /// the user's cookie and Authorization are not passed on (so users look anonymous): say once
+    /// which base URL to configure instead.
+    fn warn_if_redirected(&self, resp: &reqwest::Response, asked: &str) {
+        if resp.url().as_str().starts_with(asked)
+            || self.redirect_warned.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        log::warn!(
+            "Nextcloud redirects harp's calls to {}; set NC_INSTANCE_URL to that address",
+            resp.url().origin().ascii_serialization()
+        );
     }
 }
 

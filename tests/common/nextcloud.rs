@@ -276,6 +276,18 @@ pub fn basic_auth(user: &str, password: &str) -> String {
 
 async fn handle(State(inner): State<Shared>, req: Request) -> Response {
     let (parts, _body) = req.into_parts();
+    // A Nextcloud that has moved: `/moved/...` is redirected to `/...` (not recorded).
+    if let Some(rest) = parts
+        .uri
+        .path_and_query()
+        .and_then(|p| p.as_str().strip_prefix("/moved"))
+    {
+        return Response::builder()
+            .status(301)
+            .header("location", rest)
+            .body(Body::empty())
+            .unwrap();
+    }
     let path = parts.uri.path().to_string();
     // Nextcloud also serves the pretty URLs without /index.php; the recorded path tells them apart.
     let endpoint = match path.as_str() {
