@@ -266,6 +266,11 @@ async fn b4_ban_lifts_once_the_first_strike_leaves_the_window() {
     for n in 1..=3 {
         let out = gw.get(client, "/exapps/app_api/info", &[]).await;
         assert_eq!(out.status(), 401, "strike {n}: {out:?}");
+        if n == 1 {
+            // Deliberately spaced: the ban must lift when the first strike is 2 s old, while the
+            // later two are still in the window (a ban counted from the last strike lifts at 3 s).
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
     gw.assert_dropped(client, &[], "banned after three strikes")
         .await;
@@ -288,6 +293,10 @@ async fn b4_ban_lifts_once_the_first_strike_leaves_the_window() {
     assert!(
         lifted_at >= window,
         "the ban lifted after {lifted_at:?}, before the {window:?} window"
+    );
+    assert!(
+        lifted_at < window + Duration::from_millis(800),
+        "the ban lifted after {lifted_at:?}: counted from a later strike than the first"
     );
 }
 
