@@ -111,6 +111,9 @@ fn main() -> ExitCode {
             for var in harp::config::ignored_vars_in_process_env() {
                 println!("# ignored: {var} configures a process harp-rs does not have");
             }
+            for warning in settings.warnings() {
+                println!("# warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         "healthcheck" => healthcheck(&settings),

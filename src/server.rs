@@ -54,6 +54,9 @@ pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server,
 
     // The FRP tunnel server (frps replacement) on HP_FRP_ADDRESS, with HaRP's certificate set
     // generated on first start (never touching an existing $HP_CERTS_DIR/frp).
+    for warning in state.settings.warnings() {
+        log::warn!("{warning}");
+    }
     let frp_certs = crate::certs::ensure_frp_certs(&state.settings)?;
     if !state.settings.frp_disable_tls {
         for warning in crate::certs::expiry_warnings(&frp_certs.dir) {

@@ -866,6 +866,21 @@ async fn check_config_prints_settings_with_the_key_masked() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn check_config_warns_when_the_decision_budget_leaves_no_room_for_the_fallback() {
+    let out = run_harp(&["check-config"], &[("HP_DECISION_TIMEOUT", "20s")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("# warning: HP_DECISION_TIMEOUT"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stdout}");
+    let out = run_harp(&["check-config"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("# warning"), "defaults warn:\n{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn check_config_masks_a_password_in_the_nextcloud_url() {
     let out = run_harp(
         &["check-config"],

@@ -78,6 +78,20 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Valid but unwise combinations, logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.decision_timeout <= self.nc_timeout {
+            warnings.push(format!(
+                "HP_DECISION_TIMEOUT ({:?}) is not longer than HP_NC_TIMEOUT ({:?}): when \
+                 Nextcloud does not answer, requests get HaRP's 503 before AppAPI's own requests \
+                 can fall back to the address in their headers",
+                self.decision_timeout, self.nc_timeout
+            ));
+        }
+        warnings
+    }
+
     /// NC_INSTANCE_URL for messages and `check-config`: a password in it is masked.
     pub fn nc_instance_url_for_display(&self) -> String {
         redact_password(&self.nc_instance_url)
