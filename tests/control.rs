@@ -52,6 +52,12 @@ async fn control(
     request(harp.http_addr(), method, path.as_bytes(), &headers, body).await
 }
 
+/// `exapp_storage/<app>` with the valid key.
+async fn storage(harp: &Harp, method: &str, app: &str, body: &[u8]) -> RawOutcome {
+    let path = format!("/exapps/app_api/exapp_storage/{app}");
+    control(harp, method, &path, &[], body).await
+}
+
 /// A request to the Docker passthrough: valid key and `docker-engine-port: port`.
 async fn docker(harp: &Harp, port: u16, method: &str, path: &str) -> RawOutcome {
     let port = port.to_string();
@@ -187,14 +193,7 @@ async fn b40_php_encoded_record_from_appapi_is_accepted() {
         r#"{{"exapp_token":"tok\u003Cx","exapp_version":"1.0.0","host":"127.0.0.1","port":"{}","routes":[{{"url":"^\/api\/.*","verb":"GET,POST","access_level":"0","headers_to_exclude":"[]","bruteforce_protection":[401]}}]}}"#,
         exapp.port()
     );
-    let out = control(
-        &harp,
-        "POST",
-        "/exapps/app_api/exapp_storage/phpapp",
-        &[],
-        record.as_bytes(),
-    )
-    .await;
+    let out = storage(&harp, "POST", "phpapp", record.as_bytes()).await;
     assert_eq!(out.status(), 204, "{out:?}");
     let out = get(harp.http_addr(), "/exapps/phpapp/api/x", &[]).await;
     assert_eq!(out.status(), 200, "{out:?}");
@@ -224,14 +223,7 @@ async fn b40_posted_record_clears_the_negative_cache_entry() {
     assert_eq!(nc.count("exapp-meta"), 1);
 
     let record = public_record(exapp.port()).to_string();
-    let out = control(
-        &harp,
-        "POST",
-        "/exapps/app_api/exapp_storage/late",
-        &[],
-        record.as_bytes(),
-    )
-    .await;
+    let out = storage(&harp, "POST", "late", record.as_bytes()).await;
     assert_eq!(out.status(), 204, "{out:?}");
 
     let out = get(harp.http_addr(), "/exapps/late/x", &[]).await;
@@ -241,14 +233,7 @@ async fn b40_posted_record_clears_the_negative_cache_entry() {
 
     // The stored record alone would hide a stale negative entry; once it is deleted again (well
     // within the 15 s), the next request must ask Nextcloud instead of answering from that entry.
-    let out = control(
-        &harp,
-        "DELETE",
-        "/exapps/app_api/exapp_storage/late",
-        &[],
-        b"",
-    )
-    .await;
+    let out = storage(&harp, "DELETE", "late", b"").await;
     assert_eq!(out.status(), 204, "{out:?}");
     let out = get(
         harp.http_addr(),
@@ -273,14 +258,7 @@ async fn b41_schema_invalid_record_is_400() {
         json!([1, 2]),
     ];
     for body in invalid {
-        let out = control(
-            &harp,
-            "POST",
-            "/exapps/app_api/exapp_storage/x",
-            &[],
-            body.to_string().as_bytes(),
-        )
-        .await;
+        let out = storage(&harp, "POST", "x", body.to_string().as_bytes()).await;
         assert_eq!(out.status(), 400, "{body}: {out:?}");
         assert_eq!(out.header("content-type"), Some(TEXT_UTF8), "{body}");
         assert!(
@@ -294,14 +272,7 @@ async fn b41_schema_invalid_record_is_400() {
 #[tokio::test(flavor = "multi_thread")]
 async fn b41_non_json_record_is_500() {
     let harp = start_harp(None, &[]);
-    let out = control(
-        &harp,
-        "POST",
-        "/exapps/app_api/exapp_storage/x",
-        &[],
-        b"this is not json",
-    )
-    .await;
+    let out = storage(&harp, "POST", "x", b"this is not json").await;
     assert_text(
         &out,
         500,
@@ -314,24 +285,10 @@ async fn b41_non_json_record_is_500() {
 async fn b42_delete_of_a_cached_record_is_204() {
     let harp = start_harp(None, &[]);
     let record = public_record(1).to_string();
-    let out = control(
-        &harp,
-        "POST",
-        "/exapps/app_api/exapp_storage/app",
-        &[],
-        record.as_bytes(),
-    )
-    .await;
+    let out = storage(&harp, "POST", "app", record.as_bytes()).await;
     assert_eq!(out.status(), 204, "{out:?}");
     // AppAPI uses the id as stored; harp lower-cases it on both calls.
-    let out = control(
-        &harp,
-        "DELETE",
-        "/exapps/app_api/exapp_storage/App",
-        &[],
-        b"",
-    )
-    .await;
+    let out = storage(&harp, "DELETE", "App", b"").await;
     assert_eq!(out.status(), 204, "{out:?}");
     assert!(out.body().is_empty());
 }
@@ -339,14 +296,7 @@ async fn b42_delete_of_a_cached_record_is_204() {
 #[tokio::test(flavor = "multi_thread")]
 async fn b42_delete_of_an_unknown_record_is_404() {
     let harp = start_harp(None, &[]);
-    let out = control(
-        &harp,
-        "DELETE",
-        "/exapps/app_api/exapp_storage/never",
-        &[],
-        b"",
-    )
-    .await;
+    let out = storage(&harp, "DELETE", "never", b"").await;
     assert_text(&out, 404, TEXT_UTF8, "404: Not Found");
 }
 
@@ -359,14 +309,7 @@ async fn b42_deleted_record_is_fetched_from_nextcloud_again() {
     let harp = start_harp(Some(&nc), &[]);
 
     let record = public_record(stored.port()).to_string();
-    let out = control(
-        &harp,
-        "POST",
-        "/exapps/app_api/exapp_storage/app",
-        &[],
-        record.as_bytes(),
-    )
-    .await;
+    let out = storage(&harp, "POST", "app", record.as_bytes()).await;
     assert_eq!(out.status(), 204, "{out:?}");
     assert_eq!(
         get(harp.http_addr(), "/exapps/app/a", &[]).await.status(),
@@ -374,14 +317,7 @@ async fn b42_deleted_record_is_fetched_from_nextcloud_again() {
     );
     assert_eq!((stored.count(), nc.count("exapp-meta")), (1, 0));
 
-    let out = control(
-        &harp,
-        "DELETE",
-        "/exapps/app_api/exapp_storage/app",
-        &[],
-        b"",
-    )
-    .await;
+    let out = storage(&harp, "DELETE", "app", b"").await;
     assert_eq!(out.status(), 204, "{out:?}");
     assert_eq!(
         get(harp.http_addr(), "/exapps/app/b", &[]).await.status(),
