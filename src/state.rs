@@ -14,6 +14,8 @@ pub struct AppState {
     pub tunnels: Arc<crate::tunnel::server::Registry>,
     pub metrics: Arc<Metrics>,
     pub docker: crate::docker::Engines,
+    /// The Kubernetes backend (HP_K8S_*), also asked where Kubernetes ExApps run.
+    pub k8s: Arc<crate::k8s::Kubernetes>,
     pub settings: Settings,
     pub nextcloud: NextcloudClient,
     pub apps: ExAppDirectory,
@@ -31,12 +33,18 @@ impl AppState {
             settings.nc_timeout,
             metrics.clone(),
         )?;
+        let k8s = Arc::new(crate::k8s::Kubernetes::new(settings.k8s.clone()));
+        let mut apps = ExAppDirectory::new();
+        if k8s.enabled() {
+            apps = apps.with_upstream_override(k8s.clone());
+        }
         Ok(AppState {
+            k8s,
             tunnels: Arc::new(crate::tunnel::server::Registry::new()),
             metrics,
             docker: crate::docker::Engines::default(),
             nextcloud,
-            apps: ExAppDirectory::new(),
+            apps,
             sessions: SessionCache::new(settings.session_lifetime),
             bans: BanList::new(settings.blacklist_window, settings.blacklist_count),
             client_ip: ClientIpResolver::new(settings.trusted_proxies.clone()),

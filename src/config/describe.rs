@@ -29,6 +29,7 @@ impl Settings {
             .into_iter()
             .filter(|&key| match key {
                 Key::SharedKey => self.shared_key != other.shared_key,
+                Key::K8sBearerToken => self.k8s.bearer_token != other.k8s.bearer_token,
                 _ => self.value_of(key) != other.value_of(key),
             })
             .map(Key::env_name)
@@ -70,7 +71,27 @@ impl Settings {
             Key::DecisionTimeout => time::format(self.decision_timeout),
             Key::FrpStrictPorts => self.frp_strict_ports.to_string(),
             Key::TunnelInProcess => self.tunnel_in_process.to_string(),
-            Key::K8sEnabled => self.k8s_enabled.to_string(),
+            Key::K8sEnabled => self.k8s.enabled.to_string(),
+            Key::K8sNamespace => self.k8s.namespace.clone(),
+            Key::K8sApiServer => self.k8s.api_server.clone().unwrap_or_default(),
+            Key::K8sCaFile => self.k8s.ca_file.display().to_string(),
+            Key::K8sBearerToken => match &self.k8s.bearer_token {
+                Some(_) => MASK.to_string(),
+                None => return None,
+            },
+            Key::K8sBearerTokenFile => self.k8s.bearer_token_file.display().to_string(),
+            Key::K8sVerifySsl => self.k8s.verify_ssl.to_string(),
+            Key::K8sStorageClass => self.k8s.storage_class.clone().unwrap_or_default(),
+            Key::K8sDefaultStorageSize => self.k8s.default_storage_size.clone(),
+            Key::K8sHostAliases => self
+                .k8s
+                .host_aliases
+                .iter()
+                .flat_map(|a| a.hostnames.iter().map(move |h| format!("{h}:{}", a.ip)))
+                .collect::<Vec<_>>()
+                .join(","),
+            Key::K8sImagePullTimeout => time::format(self.k8s.image_pull_timeout),
+            Key::K8sStartTimeout => time::format(self.k8s.start_timeout),
             Key::Threads => self.threads.to_string(),
         };
         Some(value)

@@ -12,7 +12,7 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub const CONFIG_PATH_VAR: &str = "HARP_CONFIG";
 
 /// HaRP variables that configured processes harp-rs no longer has (the SPOE agent, start.sh's
-/// waits and watchdog, the Kubernetes client). Accepted so existing deployments start unchanged;
+/// waits and watchdog). Accepted so existing deployments start unchanged;
 /// `harp check-config` lists the ones that are set as ignored.
 pub const IGNORED_ENV_VARS: &[&str] = &[
     "HP_SPOA_ADDRESS",
@@ -24,16 +24,25 @@ pub const IGNORED_ENV_VARS: &[&str] = &[
     "HP_WATCHDOG_ENABLED",
     "HP_WATCHDOG_INTERVAL",
     "HP_WATCHDOG_FAILS",
-    "HP_K8S_NAMESPACE",
-    "HP_K8S_API_SERVER",
-    "HP_K8S_CA_FILE",
-    "HP_K8S_BEARER_TOKEN",
-    "HP_K8S_BEARER_TOKEN_FILE",
-    "HP_K8S_VERIFY_SSL",
-    "HP_K8S_STORAGE_CLASS",
-    "HP_K8S_DEFAULT_STORAGE_SIZE",
-    "HP_K8S_HOST_ALIASES",
 ];
+
+/// The API server a pod reaches through the variables kubelet sets in every container
+/// (`KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`, default 443): HP_K8S_API_SERVER's
+/// default, as in HaRP.
+pub(crate) fn in_cluster_api_server(env: EnvLookup<'_>) -> Option<String> {
+    let host = env("KUBERNETES_SERVICE_HOST").filter(|h| !h.trim().is_empty())?;
+    let host = host.trim();
+    let port = env("KUBERNETES_SERVICE_PORT")
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "443".to_string());
+    // An IPv6 service address needs brackets in a URL.
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    Some(format!("https://{host}:{}", port.trim()))
+}
 
 /// The process environment as a lookup. Invalid UTF-8 is replaced rather than dropped, so such
 /// a value fails validation (e.g. "non-ASCII" for the key) instead of silently counting as unset.

@@ -45,11 +45,22 @@ pub(crate) enum Key {
     FrpStrictPorts,
     TunnelInProcess,
     K8sEnabled,
+    K8sNamespace,
+    K8sApiServer,
+    K8sCaFile,
+    K8sBearerToken,
+    K8sBearerTokenFile,
+    K8sVerifySsl,
+    K8sStorageClass,
+    K8sDefaultStorageSize,
+    K8sHostAliases,
+    K8sImagePullTimeout,
+    K8sStartTimeout,
     Threads,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 26] = [
+    pub(crate) const ALL: [Key; 37] = [
         Key::SharedKey,
         Key::SharedKeyFile,
         Key::NcInstanceUrl,
@@ -75,6 +86,17 @@ impl Key {
         Key::FrpStrictPorts,
         Key::TunnelInProcess,
         Key::K8sEnabled,
+        Key::K8sNamespace,
+        Key::K8sApiServer,
+        Key::K8sCaFile,
+        Key::K8sBearerToken,
+        Key::K8sBearerTokenFile,
+        Key::K8sVerifySsl,
+        Key::K8sStorageClass,
+        Key::K8sDefaultStorageSize,
+        Key::K8sHostAliases,
+        Key::K8sImagePullTimeout,
+        Key::K8sStartTimeout,
         Key::Threads,
     ];
 
@@ -111,8 +133,32 @@ impl Key {
             Key::FrpStrictPorts => ("HP_FRP_STRICT_PORTS", "frp_strict_ports", Bool),
             Key::TunnelInProcess => ("HP_TUNNEL_IN_PROCESS", "tunnel_in_process", Bool),
             Key::K8sEnabled => ("HP_K8S_ENABLED", "k8s_enabled", Bool),
+            Key::K8sNamespace => ("HP_K8S_NAMESPACE", "k8s_namespace", Text),
+            Key::K8sApiServer => ("HP_K8S_API_SERVER", "k8s_api_server", Text),
+            Key::K8sCaFile => ("HP_K8S_CA_FILE", "k8s_ca_file", Text),
+            Key::K8sBearerToken => ("HP_K8S_BEARER_TOKEN", "k8s_bearer_token", Text),
+            Key::K8sBearerTokenFile => ("HP_K8S_BEARER_TOKEN_FILE", "k8s_bearer_token_file", Text),
+            Key::K8sVerifySsl => ("HP_K8S_VERIFY_SSL", "k8s_verify_ssl", Bool),
+            Key::K8sStorageClass => ("HP_K8S_STORAGE_CLASS", "k8s_storage_class", Text),
+            Key::K8sDefaultStorageSize => (
+                "HP_K8S_DEFAULT_STORAGE_SIZE",
+                "k8s_default_storage_size",
+                Text,
+            ),
+            Key::K8sHostAliases => ("HP_K8S_HOST_ALIASES", "k8s_host_aliases", List),
+            Key::K8sImagePullTimeout => (
+                "HP_K8S_IMAGE_PULL_TIMEOUT",
+                "k8s_image_pull_timeout",
+                Number,
+            ),
+            Key::K8sStartTimeout => ("HP_K8S_START_TIMEOUT", "k8s_start_timeout", Number),
             Key::Threads => ("HP_THREADS", "threads", Number),
         }
+    }
+
+    /// Settings whose value is never shown (messages, `check-config`).
+    pub(crate) fn is_secret(self) -> bool {
+        matches!(self, Key::SharedKey | Key::K8sBearerToken)
     }
 
     pub(crate) fn env_name(self) -> &'static str {

@@ -51,7 +51,7 @@ pub(crate) struct Raw<'a> {
 impl Raw<'_> {
     /// An error about this value, named the way its source spells it.
     pub(crate) fn error(&self, problem: impl Into<String>) -> ConfigError {
-        let value = if self.key == Key::SharedKey {
+        let value = if self.key.is_secret() {
             HIDDEN.to_string()
         } else {
             self.text.to_string()

@@ -24,7 +24,7 @@ mod test_support;
 
 pub use env::{ignored_vars, EnvLookup, CONFIG_PATH_VAR, IGNORED_ENV_VARS};
 pub use error::{ConfigError, ConfigErrors};
-pub use settings::{IpNet, LogLevel, Settings};
+pub use settings::{HostAlias, IpNet, K8sSettings, LogLevel, Settings};
 
 use std::path::{Path, PathBuf};
 
@@ -53,8 +53,9 @@ pub fn load(args_config: Option<&Path>, env: EnvLookup<'_>) -> Result<Settings, 
             None
         }
     });
+    let in_cluster = env::in_cluster_api_server(env);
     let env = env::read(env);
-    match resolve::settings(&env, yaml.as_ref()) {
+    match resolve::settings(&env, yaml.as_ref(), in_cluster) {
         Ok(settings) if errors.is_empty() => Ok(settings),
         Ok(_) => Err(ConfigErrors(errors)),
         Err(problems) => {

@@ -5,7 +5,7 @@
 use super::error::ConfigError;
 use super::keys::Key;
 use super::layer::{named_error, Layer, Origin, Raw};
-use super::settings::{IpNet, LogLevel, Settings};
+use super::settings::{IpNet, K8sSettings, LogLevel, Settings};
 use super::shared_key::{self, Culprit, KeySource};
 use super::{net, validate};
 use std::net::SocketAddr;
@@ -112,6 +112,50 @@ impl<'a> Resolver<'a> {
             .unwrap_or_default()
     }
 
+    fn k8s(&mut self, in_cluster_api_server: Option<String>) -> K8sSettings {
+        let defaults = K8sSettings::default();
+        let api_server = match self.parse(Key::K8sApiServer, validate::k8s_api_server) {
+            Some(url) => Some(url),
+            None if self.raw(Key::K8sApiServer).is_some() => None,
+            None => in_cluster_api_server,
+        };
+        K8sSettings {
+            enabled: self.or(Key::K8sEnabled, false, validate::k8s_enabled),
+            namespace: self.or(
+                Key::K8sNamespace,
+                defaults.namespace,
+                validate::k8s_namespace,
+            ),
+            api_server,
+            ca_file_explicit: self.raw(Key::K8sCaFile).is_some(),
+            ca_file: self.or(Key::K8sCaFile, defaults.ca_file, validate::path),
+            bearer_token: self.parse(Key::K8sBearerToken, validate::k8s_token),
+            bearer_token_file: self.or(
+                Key::K8sBearerTokenFile,
+                defaults.bearer_token_file,
+                validate::path,
+            ),
+            verify_ssl: self.or(Key::K8sVerifySsl, true, validate::not_false),
+            storage_class: self.parse(Key::K8sStorageClass, validate::k8s_storage_class),
+            default_storage_size: self.or(
+                Key::K8sDefaultStorageSize,
+                defaults.default_storage_size,
+                validate::k8s_quantity,
+            ),
+            host_aliases: self.or(Key::K8sHostAliases, Vec::new(), validate::k8s_host_aliases),
+            image_pull_timeout: self.or(
+                Key::K8sImagePullTimeout,
+                defaults.image_pull_timeout,
+                validate::timeout,
+            ),
+            start_timeout: self.or(
+                Key::K8sStartTimeout,
+                defaults.start_timeout,
+                validate::timeout,
+            ),
+        }
+    }
+
     fn trusted_proxies(&self) -> Vec<IpNet> {
         match self.raw(Key::TrustedProxyIps) {
             Some(raw) => {
@@ -127,7 +171,11 @@ impl<'a> Resolver<'a> {
 }
 
 /// Validates the winning value of every setting; `Err` lists every problem found.
-pub(crate) fn settings(env: &Layer, yaml: Option<&Layer>) -> Result<Settings, Vec<ConfigError>> {
+pub(crate) fn settings(
+    env: &Layer,
+    yaml: Option<&Layer>,
+    in_cluster_api_server: Option<String>,
+) -> Result<Settings, Vec<ConfigError>> {
     let mut r = Resolver {
         layers: [Some(env), yaml],
         errors: Vec::new(),
@@ -210,7 +258,7 @@ pub(crate) fn settings(env: &Layer, yaml: Option<&Layer>) -> Result<Settings, Ve
         ),
         frp_strict_ports: r.or(Key::FrpStrictPorts, true, validate::boolean),
         tunnel_in_process: r.or(Key::TunnelInProcess, false, validate::boolean),
-        k8s_enabled: r.or(Key::K8sEnabled, false, validate::k8s_enabled),
+        k8s: r.k8s(in_cluster_api_server),
         threads: r.or(Key::Threads, default_threads(), validate::threads),
     };
     if r.errors.is_empty() {

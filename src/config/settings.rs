@@ -20,6 +20,72 @@ pub enum LogLevel {
     Error,
 }
 
+/// The Kubernetes backend's settings (HP_K8S_*), with HaRP's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct K8sSettings {
+    /// HP_K8S_ENABLED: `1`, `true` or `yes` in any case (default false).
+    pub enabled: bool,
+    /// HP_K8S_NAMESPACE (default `nextcloud-exapps`), a DNS-1123 label.
+    pub namespace: String,
+    /// HP_K8S_API_SERVER, else `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`;
+    /// `None` when neither is set (every Kubernetes call then answers 503).
+    pub api_server: Option<String>,
+    /// HP_K8S_CA_FILE (default: the service account's `ca.crt`, used only if it exists).
+    pub ca_file: PathBuf,
+    /// Whether HP_K8S_CA_FILE was set: a set file that cannot be read is an error, the default
+    /// one that does not exist is simply not used.
+    pub ca_file_explicit: bool,
+    /// HP_K8S_BEARER_TOKEN: a static token; wins over the token file. Never printed.
+    pub bearer_token: Option<String>,
+    /// HP_K8S_BEARER_TOKEN_FILE (default: the service account's token), re-read so projected
+    /// tokens can rotate.
+    pub bearer_token_file: PathBuf,
+    /// HP_K8S_VERIFY_SSL: only `false` (any case) turns verification off, as in HaRP.
+    pub verify_ssl: bool,
+    /// HP_K8S_STORAGE_CLASS: the ExApp volumes' storageClassName (default: the cluster's).
+    pub storage_class: Option<String>,
+    /// HP_K8S_DEFAULT_STORAGE_SIZE (default `10Gi`), a Kubernetes quantity.
+    pub default_storage_size: String,
+    /// HP_K8S_HOST_ALIASES `host:ip,...`, grouped by address in first-seen order.
+    pub host_aliases: Vec<HostAlias>,
+    /// HP_K8S_IMAGE_PULL_TIMEOUT: how long `wait_for_start` lets a pod pull its image
+    /// (default 3600 s, HaRP's fixed value).
+    pub image_pull_timeout: Duration,
+    /// HP_K8S_START_TIMEOUT: how long a pod may take to become Ready once its image is pulled
+    /// (default 90 s, HaRP's fixed value).
+    pub start_timeout: Duration,
+}
+
+/// One `hostAliases` entry of the ExApp pods: the names that resolve to `ip`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAlias {
+    pub ip: std::net::IpAddr,
+    pub hostnames: Vec<String>,
+}
+
+/// Where a pod finds its service account's credentials.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+impl Default for K8sSettings {
+    fn default() -> Self {
+        K8sSettings {
+            enabled: false,
+            namespace: "nextcloud-exapps".to_string(),
+            api_server: None,
+            ca_file: PathBuf::from(SERVICE_ACCOUNT_DIR).join("ca.crt"),
+            ca_file_explicit: false,
+            bearer_token: None,
+            bearer_token_file: PathBuf::from(SERVICE_ACCOUNT_DIR).join("token"),
+            verify_ssl: true,
+            storage_class: None,
+            default_storage_size: "10Gi".to_string(),
+            host_aliases: Vec::new(),
+            image_pull_timeout: Duration::from_secs(3600),
+            start_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
 /// Effective settings after defaults < YAML file < HP_* environment, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -71,8 +137,8 @@ pub struct Settings {
     /// (default false: Pingora 0.9 cannot keep in-process connections alive, see
     /// `gateway::tunnel_peer`, so the loopback hop measured faster).
     pub tunnel_in_process: bool,
-    /// HP_K8S_ENABLED (accepted for compatibility; Kubernetes is not implemented).
-    pub k8s_enabled: bool,
+    /// The HP_K8S_* settings of the Kubernetes backend.
+    pub k8s: K8sSettings,
     /// HP_THREADS: worker threads of the proxy service (default: number of CPUs).
     pub threads: usize,
 }

@@ -78,7 +78,8 @@ fn defaults() {
     assert_eq!(s.decision_timeout, Duration::from_secs(30));
     assert!(s.frp_strict_ports);
     assert!(!s.tunnel_in_process);
-    assert!(!s.k8s_enabled);
+    assert!(!s.k8s.enabled);
+    assert_eq!(s.k8s, crate::config::K8sSettings::default());
     assert!(s.threads >= 1);
 }
 
@@ -122,7 +123,7 @@ fn every_variable_is_read_from_the_environment() {
             addr("127.0.0.1:5")
         )
     );
-    assert!(s.frp_disable_tls && !s.frp_strict_ports && s.k8s_enabled);
+    assert!(s.frp_disable_tls && !s.frp_strict_ports && s.k8s.enabled);
     assert_eq!(
         (s.frp_cert_validity_days, s.blacklist_count, s.threads),
         (7, 1, 3)
@@ -537,9 +538,13 @@ fn describe_lists_every_setting_and_masks_the_key() {
     assert!(text.contains("HP_LOG_LEVEL=warning"));
     assert_eq!(
         text.lines().count(),
-        keys::Key::ALL.len() - 1,
-        "all but HP_SHARED_KEY_FILE"
+        keys::Key::ALL.len() - 2,
+        "all but HP_SHARED_KEY_FILE and the unset HP_K8S_BEARER_TOKEN"
     );
+    assert!(!text.contains("HP_K8S_BEARER_TOKEN="));
+    let with_token = ok(&[("HP_K8S_BEARER_TOKEN", "sekrit-token")]).describe();
+    assert!(with_token.contains("HP_K8S_BEARER_TOKEN=********"));
+    assert!(!with_token.contains("sekrit-token"));
     for line in text.lines() {
         assert!(line.contains('='), "{line}");
     }

@@ -150,9 +150,181 @@ pub(crate) fn tunnel_timeout(text: &str) -> Result<Option<Duration>, String> {
     Ok(Some(time::parse(text)?).filter(|d| !d.is_zero()))
 }
 
+/// HP_K8S_VERIFY_SSL: HaRP turns verification off only for `false` (any case); a typo keeps
+/// the safe side.
+pub(crate) fn not_false(text: &str) -> Result<bool, String> {
+    Ok(!text.trim().eq_ignore_ascii_case("false"))
+}
+
+/// HP_K8S_API_SERVER: an http(s) URL with a host; a trailing `/` is dropped.
+pub(crate) fn k8s_api_server(text: &str) -> Result<String, String> {
+    let text = strip_quotes(text.trim()).trim_end_matches('/');
+    let expected = || {
+        "expected the API server's URL, like https://kubernetes.default.svc or \
+         https://10.0.0.1:6443"
+            .to_string()
+    };
+    let uri: http::Uri = text.parse().map_err(|_| expected())?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() && uri.query().is_none() => {
+            Ok(text.to_string())
+        }
+        _ => Err(expected()),
+    }
+}
+
+/// HP_K8S_BEARER_TOKEN: surrounding white space is dropped (as HaRP's `strip()`); a token is
+/// one header value, so control characters are refused.
+pub(crate) fn k8s_token(text: &str) -> Result<String, String> {
+    let token = text.trim();
+    if token.is_empty() || token.bytes().any(|b| b.is_ascii_control() || !b.is_ascii()) {
+        return Err("expected a bearer token (printable ASCII, not empty)".to_string());
+    }
+    Ok(token.to_string())
+}
+
+/// A DNS-1123 label: what Kubernetes accepts as a namespace name.
+pub(crate) fn is_dns1123_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// A DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+pub(crate) fn is_dns1123_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns1123_label)
+}
+
+/// HP_K8S_NAMESPACE.
+pub(crate) fn k8s_namespace(text: &str) -> Result<String, String> {
+    let name = strip_quotes(text.trim());
+    if is_dns1123_label(name) {
+        Ok(name.to_string())
+    } else {
+        Err(
+            "expected a Kubernetes namespace name (lower-case letters, digits and '-', at \
+             most 63, starting and ending with a letter or digit)"
+                .to_string(),
+        )
+    }
+}
+
+/// HP_K8S_STORAGE_CLASS: a StorageClass name (DNS-1123 subdomain).
+pub(crate) fn k8s_storage_class(text: &str) -> Result<String, String> {
+    let name = strip_quotes(text.trim());
+    if is_dns1123_subdomain(name) {
+        Ok(name.to_string())
+    } else {
+        Err("expected a StorageClass name (lower-case letters, digits, '-' and '.')".to_string())
+    }
+}
+
+/// Whether `text` is a positive Kubernetes quantity (`10Gi`, `500m`, `1.5`, `2e3`).
+pub(crate) fn is_positive_quantity(text: &str) -> bool {
+    const SUFFIXES: [&str; 15] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E",
+    ];
+    let number = text.strip_prefix('+').unwrap_or(text);
+    let digits_end = number
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(number.len());
+    let (digits, suffix) = number.split_at(digits_end);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let digits_ok = !(whole.is_empty() && fraction.is_empty())
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    let suffix_ok = suffix.is_empty()
+        || SUFFIXES.contains(&suffix)
+        || suffix
+            .strip_prefix(['e', 'E'])
+            .map(|exp| exp.strip_prefix(['+', '-']).unwrap_or(exp))
+            .is_some_and(|exp| !exp.is_empty() && exp.bytes().all(|b| b.is_ascii_digit()));
+    let positive = digits.bytes().any(|b| (b'1'..=b'9').contains(&b));
+    digits_ok && suffix_ok && positive
+}
+
+/// HP_K8S_DEFAULT_STORAGE_SIZE.
+pub(crate) fn k8s_quantity(text: &str) -> Result<String, String> {
+    let text = strip_quotes(text.trim());
+    if is_positive_quantity(text) {
+        Ok(text.to_string())
+    } else {
+        Err("expected a positive Kubernetes quantity, like 10Gi or 500Mi".to_string())
+    }
+}
+
+/// HP_K8S_HOST_ALIASES: `host:ip` pairs separated by commas (an IPv6 address follows the first
+/// `:`); names that share an address become one `hostAliases` entry. HaRP skips malformed
+/// entries silently; a typo here would only show as a failing ExApp, so it is refused.
+pub(crate) fn k8s_host_aliases(text: &str) -> Result<Vec<super::settings::HostAlias>, String> {
+    let mut aliases: Vec<super::settings::HostAlias> = Vec::new();
+    for entry in strip_quotes(text.trim())
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let parsed = entry.split_once(':').and_then(|(host, ip)| {
+            let ip = ip.trim().trim_start_matches('[').trim_end_matches(']');
+            let host = host.trim();
+            let ip: std::net::IpAddr = ip.parse().ok()?;
+            is_dns1123_subdomain(&host.to_ascii_lowercase()).then_some((host, ip))
+        });
+        let Some((host, ip)) = parsed else {
+            return Err(format!(
+                "entry {entry:?}: expected host:ip, like nextcloud.local:192.168.1.10 \
+                 (several separated by commas)"
+            ));
+        };
+        push_alias(&mut aliases, host, ip);
+    }
+    Ok(aliases)
+}
+
+fn push_alias(aliases: &mut Vec<super::settings::HostAlias>, host: &str, ip: std::net::IpAddr) {
+    match aliases.iter_mut().find(|a| a.ip == ip) {
+        Some(alias) => alias.hostnames.push(host.to_string()),
+        None => aliases.push(super::settings::HostAlias {
+            ip,
+            hostnames: vec![host.to_string()],
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn k8s_values() {
+        assert!(is_positive_quantity("10Gi") && is_positive_quantity("500m"));
+        assert!(is_positive_quantity("1.5") && is_positive_quantity("2e3"));
+        for bad in ["", "0", "-1", "1.5.5", "abc", "10GB", "Gi", "."] {
+            assert!(!is_positive_quantity(bad), "{bad}");
+        }
+        assert_eq!(
+            k8s_api_server("https://10.0.0.1:6443/"),
+            Ok("https://10.0.0.1:6443".to_string())
+        );
+        assert!(k8s_api_server("10.0.0.1:6443").is_err());
+        assert!(k8s_api_server("ftp://x").is_err());
+        assert!(k8s_namespace("Bad_NS").is_err());
+        assert_eq!(k8s_namespace("apps-1"), Ok("apps-1".to_string()));
+        assert!(not_false("FALSE") == Ok(false) && not_false("no") == Ok(true));
+        let aliases = k8s_host_aliases("nc.local:10.0.0.5, cloud:10.0.0.5,db:fd00::1").unwrap();
+        assert_eq!(aliases.len(), 2);
+        assert_eq!(aliases[0].hostnames, ["nc.local", "cloud"]);
+        assert_eq!(
+            aliases[1].ip,
+            "fd00::1".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert!(k8s_host_aliases("nc.local").is_err());
+        assert!(k8s_host_aliases("nc.local:999.1.1.1").is_err());
+        assert!(k8s_token(" abc \n") == Ok("abc".to_string()) && k8s_token(" ").is_err());
+    }
 
     #[test]
     fn nc_url_trimming() {

@@ -73,7 +73,7 @@ fn unknown_key(name: &Value) -> ConfigError {
 /// On error: the value to show (never the key's) and the problem.
 fn to_text(key: Key, value: Value) -> Result<Option<String>, (Option<String>, String)> {
     let shown = |v: &Value| match (key, scalar(v)) {
-        (Key::SharedKey, Some(_)) => Some(HIDDEN.to_string()),
+        (key, Some(_)) if key.is_secret() => Some(HIDDEN.to_string()),
         (_, s) => s,
     };
     let fail = |v: &Value, expected: &str| {

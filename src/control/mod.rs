@@ -48,12 +48,21 @@ async fn read_body(session: &mut Session) -> Result<Option<Vec<u8>>> {
     Ok(Some(body))
 }
 
-pub fn info_body(state: &AppState) -> String {
-    let _ = state;
-    format!(
-        r#"{{"version":"{}","docker":true,"kubernetes":{{"enabled":false}}}}"#,
-        env!("CARGO_PKG_VERSION")
-    )
+/// `/info`, fields in HaRP's order; AppAPI requires `kubernetes.enabled` and `.reachable`
+/// before it deploys to a Kubernetes daemon.
+pub async fn info_body(state: &AppState) -> String {
+    #[derive(serde::Serialize)]
+    struct Info {
+        version: &'static str,
+        docker: bool,
+        kubernetes: crate::k8s::KubernetesInfo,
+    }
+    serde_json::to_string(&Info {
+        version: env!("CARGO_PKG_VERSION"),
+        docker: true,
+        kubernetes: state.k8s.info().await,
+    })
+    .unwrap_or_default()
 }
 
 /// Serve one control request; `route` is the target path after `/exapps/app_api`.
@@ -62,7 +71,10 @@ pub async fn serve(session: &mut Session, state: &AppState, route: &str) -> Resu
     let is_get = method == Method::GET || method == Method::HEAD;
     match route {
         "/heartbeat" if is_get => json(session, 200, r#"{"status":"ok"}"#.into()).await,
-        "/info" if is_get => json(session, 200, info_body(state)).await,
+        "/info" if is_get => {
+            let body = info_body(state).await;
+            json(session, 200, body).await
+        }
         "/heartbeat" | "/info" => text(session, 405, "405: Method Not Allowed").await,
         _ => {
             if let Some(app) = route
@@ -99,13 +111,15 @@ pub async fn serve(session: &mut Session, state: &AppState, route: &str) -> Resu
                 }
                 return write(session, reply.status, reply.content_type, reply.body, &[]).await;
             }
-            if route.starts_with("/k8s/exapp/") {
-                return text(
-                    session,
-                    501,
-                    "501: Not Implemented. harp-rs does not serve this control endpoint yet.",
-                )
-                .await;
+            if let Some(operation) = route.strip_prefix("/k8s/exapp/") {
+                // aiohttp's router: an unknown route is 404 before the method is looked at.
+                let Some(op) = crate::k8s::Operation::from_path(operation) else {
+                    return text(session, 404, "404: Not Found").await;
+                };
+                if method != Method::POST {
+                    return text(session, 405, "405: Method Not Allowed").await;
+                }
+                return kubernetes(session, state, op).await;
             }
             text(session, 404, "404: Not Found").await
         }
@@ -129,13 +143,84 @@ async fn store_record(session: &mut Session, state: &AppState, app_lower: String
         }
     };
     match ExAppRecord::from_value(&value) {
-        Ok(record) => {
+        Ok(mut record) => {
+            // AppAPI names the app id as host for a Kubernetes ExApp: the real address comes
+            // from its Service, or the update would make the app unreachable.
+            match state.apps.override_upstream(&app_lower).await {
+                Ok(Some((host, port))) => {
+                    record.host = host;
+                    record.port = port;
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    log::warn!("exapp_storage for {app_lower:?}: {why}; nothing stored");
+                    return write(session, 503, TEXT, Bytes::from(why), &[]).await;
+                }
+            }
             state.apps.store(app_lower, record).await;
             no_content(session).await
         }
         Err(e) => {
             log::warn!("exapp_storage: {e}");
             text(session, 400, "400: Bad Request").await
+        }
+    }
+}
+
+/// `/k8s/exapp/<op>`: the Kubernetes backend, and for `expose` the ExApp's record bound to the
+/// address it exposed. `wait_for_start` can wait an hour: it stops when AppAPI hangs up.
+async fn kubernetes(
+    session: &mut Session,
+    state: &AppState,
+    op: crate::k8s::Operation,
+) -> Result<()> {
+    let Some(body) = read_body(session).await? else {
+        return text(session, 413, "413: Request Entity Too Large").await;
+    };
+    let work = state.k8s.handle(op, &body);
+    tokio::pin!(work);
+    // The request is read; the only thing the client can still send is its hang-up.
+    session.set_read_timeout(None);
+    let outcome = tokio::select! {
+        outcome = &mut work => outcome,
+        gone = session.downstream_session.read_body_or_idle(true) => match gone {
+            Err(e) => {
+                log::info!("k8s/exapp/{op:?}: AppAPI closed the connection; stopped waiting");
+                return Err(e);
+            }
+            Ok(_) => work.await,
+        },
+    };
+    let reply = match outcome {
+        crate::k8s::Outcome::Reply(reply) => reply,
+        crate::k8s::Outcome::Exposed(exposed) => bind_exposed(state, exposed).await,
+    };
+    if reply.status == 204 {
+        return no_content(session).await;
+    }
+    write(session, reply.status, reply.content_type, reply.body, &[]).await
+}
+
+/// HaRP's end of `expose`: the ExApp's record from Nextcloud, with the exposed address, cached
+/// for the gateway.
+async fn bind_exposed(state: &AppState, exposed: crate::k8s::Exposed) -> crate::reply::Reply {
+    use crate::nextcloud::client::MetaError;
+    use crate::reply::Reply;
+    let app = exposed.app_id.clone();
+    match state.nextcloud.exapp_meta(&app).await {
+        Ok(mut record) => {
+            record.host = crate::nextcloud::Host::parse(&exposed.host);
+            record.port = exposed.port;
+            state.apps.store(app, record).await;
+            Reply::json(200, &exposed)
+        }
+        Err(MetaError::NotFound) => {
+            log::error!("expose: Nextcloud has no ExApp {app:?}");
+            Reply::text(404, format!("No ExApp metadata for '{app}'"))
+        }
+        Err(MetaError::Failed(why)) => {
+            log::error!("expose: fetching the record of ExApp {app:?} failed: {why}");
+            Reply::text(503, format!("Failed to fetch metadata for '{app}'"))
         }
     }
 }

@@ -18,51 +18,12 @@ mod names;
 mod payload;
 mod tar;
 
+pub use crate::reply::Reply;
 pub use engines::Engines;
 
 use crate::metrics::DockerOp;
 use crate::state::AppState;
-use bytes::Bytes;
-use serde::Serialize;
 use std::time::Duration;
-
-const TEXT: &str = "text/plain; charset=utf-8";
-const JSON: &str = "application/json; charset=utf-8";
-
-/// One answer of a `/docker/exapp/*` endpoint.
-pub struct Reply {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Bytes,
-}
-
-impl Reply {
-    pub(crate) fn text(status: u16, body: impl Into<String>) -> Reply {
-        Reply {
-            status,
-            content_type: TEXT,
-            body: Bytes::from(body.into()),
-        }
-    }
-
-    /// JSON in the field order of `value` (HaRP's order), compact.
-    pub(crate) fn json(status: u16, value: &impl Serialize) -> Reply {
-        Reply {
-            status,
-            content_type: JSON,
-            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
-        }
-    }
-
-    /// 204; the caller writes it without a body.
-    pub(crate) fn no_content() -> Reply {
-        Reply {
-            status: 204,
-            content_type: TEXT,
-            body: Bytes::new(),
-        }
-    }
-}
 
 /// The eight operations, `/docker/exapp/<operation>`, with their total budgets (§8.2). Also the
 /// `op` label of the sidecar's `harp_docker_calls_total` series (`DockerOp::Sidecar`).

@@ -117,6 +117,13 @@ pub async fn decide(state: &AppState, req: &Request<'_>) -> Verdict {
                 strike: false,
             };
         }
+        Err(LookupError::Unavailable(why)) => {
+            log::warn!("ExApp {:?}: {why}", req.app_lower);
+            return Verdict::Deny {
+                status: 503,
+                strike: false,
+            };
+        }
     };
     authorize_by_routes(state, req, record).await
 }
@@ -132,7 +139,19 @@ async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
             .unwrap_or("")
     };
     let authorization = header("authorization-app-api");
-    let record = state.apps.get(&state.nextcloud, req.app_lower).await.ok();
+    let record = match state.apps.get(&state.nextcloud, req.app_lower).await {
+        Ok(record) => Some(record),
+        // The app is known but where it runs is not (a Kubernetes API error): the address in
+        // the headers is AppAPI's logical host, not one to dial.
+        Err(LookupError::Unavailable(why)) => {
+            log::warn!("ExApp {:?}: {why}", req.app_lower);
+            return Verdict::Deny {
+                status: 503,
+                strike: false,
+            };
+        }
+        Err(_) => None,
+    };
     if authorization.is_empty() {
         // An empty signature proves nothing: route rules apply as for any request.
         return match record {

@@ -23,10 +23,30 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum LookupError {
     NotFound,
     Failed(String),
+    /// The record is known but where to reach the ExApp could not be found out (a Kubernetes
+    /// API error): 503, and nothing is cached.
+    Unavailable(String),
+}
+
+/// Replaces the address in an ExApp's record with where the app really runs (the Kubernetes
+/// backend: AppAPI's record names the app id as host). Asked once per record fetched, never
+/// for a cached record.
+#[async_trait::async_trait]
+pub trait UpstreamOverride: Send + Sync {
+    /// `Ok(None)`: keep the record's address.
+    async fn upstream(&self, app_lower: &str) -> Result<Option<(Host, u16)>, String>;
+}
+
+/// What the record fetch can fail with inside the singleflight.
+#[derive(Debug)]
+enum FetchError {
+    Meta(MetaError),
+    Upstream(String),
 }
 
 /// ExApp records by lower-case app id.
 pub struct ExAppDirectory {
+    upstream: Option<Arc<dyn UpstreamOverride>>,
     records: Cache<String, Arc<ExAppRecord>>,
     unknown: moka::sync::Cache<String, ()>,
     dns: Cache<String, IpAddr>,
@@ -45,6 +65,7 @@ impl ExAppDirectory {
 
     fn with_dns_ttl(dns_ttl: Duration) -> Self {
         ExAppDirectory {
+            upstream: None,
             records: Cache::builder()
                 .max_capacity(MAX_APPS)
                 .time_to_idle(RECORD_IDLE)
@@ -57,6 +78,21 @@ impl ExAppDirectory {
                 .max_capacity(MAX_APPS)
                 .time_to_live(dns_ttl)
                 .build(),
+        }
+    }
+
+    /// Records fetched from Nextcloud get their address from `upstream` (the Kubernetes
+    /// backend).
+    pub fn with_upstream_override(mut self, upstream: Arc<dyn UpstreamOverride>) -> Self {
+        self.upstream = Some(upstream);
+        self
+    }
+
+    /// The address override for records AppAPI pushes (`exapp_storage`), if any applies.
+    pub async fn override_upstream(&self, app_lower: &str) -> Result<Option<(Host, u16)>, String> {
+        match &self.upstream {
+            Some(upstream) => upstream.upstream(app_lower).await,
+            None => Ok(None),
         }
     }
 
@@ -77,17 +113,27 @@ impl ExAppDirectory {
         let fetched = self
             .records
             .try_get_with(app_lower.to_string(), async {
-                nc.exapp_meta(app_lower).await.map(Arc::new)
+                let mut record = nc.exapp_meta(app_lower).await.map_err(FetchError::Meta)?;
+                if let Some((host, port)) = self
+                    .override_upstream(app_lower)
+                    .await
+                    .map_err(FetchError::Upstream)?
+                {
+                    record.host = host;
+                    record.port = port;
+                }
+                Ok::<_, FetchError>(Arc::new(record))
             })
             .await;
         match fetched {
             Ok(r) => Ok(r),
             Err(e) => match &*e {
-                MetaError::NotFound => {
+                FetchError::Meta(MetaError::NotFound) => {
                     self.unknown.insert(app_lower.to_string(), ());
                     Err(LookupError::NotFound)
                 }
-                MetaError::Failed(why) => Err(LookupError::Failed(why.clone())),
+                FetchError::Meta(MetaError::Failed(why)) => Err(LookupError::Failed(why.clone())),
+                FetchError::Upstream(why) => Err(LookupError::Unavailable(why.clone())),
             },
         }
     }

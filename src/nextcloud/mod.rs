@@ -6,6 +6,6 @@ pub mod client;
 pub mod record;
 pub mod route_regex;
 
-pub use cache::{ExAppDirectory, LookupError, SessionCache, SessionError};
+pub use cache::{ExAppDirectory, LookupError, SessionCache, SessionError, UpstreamOverride};
 pub use client::{NextcloudClient, User};
 pub use record::{ExAppRecord, Host, Route};

@@ -12,9 +12,10 @@ mod wait;
 
 use super::engines::{call, Failure};
 use super::payload::{
-    CertificatesPayload, CreatePayload, ExAppName, ImageRemovePayload, Invalid, RemovePayload,
+    CertificatesPayload, CreatePayload, ExAppName, ImageRemovePayload, RemovePayload,
 };
 use super::{Operation, Reply};
+use crate::pydantic::Invalid;
 use crate::state::AppState;
 use bollard::errors::Error as BollardError;
 use bollard::Docker;

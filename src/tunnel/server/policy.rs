@@ -102,7 +102,7 @@ pub async fn check_owner(
             "port [{port}] is reserved for ExApps and [{name}] is not an ExApp registered in \
              Nextcloud (HP_FRP_STRICT_PORTS)"
         )),
-        Ok(Err(LookupError::Failed(why))) => Err(format!(
+        Ok(Err(LookupError::Failed(why) | LookupError::Unavailable(why))) => Err(format!(
             "cannot check ExApp [{name}] with Nextcloud, try again later: {why}"
         )),
         Err(_) => Err(format!(
