@@ -79,7 +79,101 @@ pub async fn run(settings: &Settings, app: Option<&str>) -> Vec<Check> {
         docker(settings).await,
         tunnels(&client, settings, app, &proxies).await,
         remote_engines(&client, &proxies).await,
+        kubernetes_api(settings).await,
+        kubernetes_permissions(settings).await,
     ]
+}
+
+/// Does the Kubernetes API answer with harp's configuration, and if not, what to change.
+async fn kubernetes_api(s: &Settings) -> Check {
+    use crate::k8s::{ApiError, Kubernetes};
+    const NAME: &str = "kubernetes";
+    if !s.k8s.enabled {
+        return Check::skipped(NAME, "HP_K8S_ENABLED is off");
+    }
+    let k8s = Kubernetes::new(s.k8s.clone());
+    let url = s.k8s.api_server.clone().unwrap_or_default();
+    match tokio::time::timeout(TIMEOUT, k8s.check_api()).await {
+        Ok(Ok(())) => Check::ok(NAME, format!("the API server at {url} answers GET /api")),
+        Ok(Err(e @ (ApiError::Disabled | ApiError::NoApiServer | ApiError::NoToken))) => {
+            Check::fail(
+                NAME,
+                e.to_string(),
+                "set HP_K8S_API_SERVER and HP_K8S_BEARER_TOKEN(_FILE), or run harp in a pod                  with a service account (harp check-config lists what is missing)",
+            )
+        }
+        Ok(Err(ApiError::Unreachable(detail))) => Check::fail(
+            NAME,
+            format!("{url}: {detail}"),
+            if detail.contains("certificate") || detail.contains("tls") || detail.contains("TLS")
+            {
+                "the API server's certificate is not trusted: set HP_K8S_CA_FILE to its CA                  (or, only for a test cluster, HP_K8S_VERIFY_SSL=false)"
+            } else {
+                "check HP_K8S_API_SERVER and that this host can reach it"
+            },
+        ),
+        Ok(Err(ApiError::Status { code: 401, .. })) => Check::fail(
+            NAME,
+            format!("{url} refused the token (401)"),
+            "the token is wrong or expired: check HP_K8S_BEARER_TOKEN or              HP_K8S_BEARER_TOKEN_FILE",
+        ),
+        Ok(Err(e)) => Check::fail(
+            NAME,
+            format!("{url}: {e}"),
+            "check the API server's health and harp's RBAC (deploy/kubernetes/role.yaml)",
+        ),
+        Err(_) => Check::fail(
+            NAME,
+            format!("{url} did not answer within {}s", TIMEOUT.as_secs()),
+            "check HP_K8S_API_SERVER and that this host can reach it",
+        ),
+    }
+}
+
+/// May harp's identity do every verb the backend uses (one SelfSubjectAccessReview each)?
+async fn kubernetes_permissions(s: &Settings) -> Check {
+    use crate::k8s::{Kubernetes, NEEDED_PERMISSIONS};
+    const NAME: &str = "kubernetes rbac";
+    if !s.k8s.enabled {
+        return Check::skipped(NAME, "HP_K8S_ENABLED is off");
+    }
+    let k8s = Kubernetes::new(s.k8s.clone());
+    let mut denied = Vec::new();
+    for (verb, group, resource, namespaced) in NEEDED_PERMISSIONS {
+        let question = k8s.may(verb, group, resource, *namespaced);
+        match tokio::time::timeout(TIMEOUT, question).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => denied.push(format!("{verb} {resource}")),
+            Ok(Err(e)) => {
+                return Check::skipped(NAME, format!("cannot ask the API server: {e}"));
+            }
+            Err(_) => return Check::skipped(NAME, "the API server did not answer in time"),
+        }
+    }
+    if denied.is_empty() {
+        return Check::ok(
+            NAME,
+            format!(
+                "the token may do all {} verbs harp uses in namespace {:?}",
+                NEEDED_PERMISSIONS.len(),
+                s.k8s.namespace
+            ),
+        );
+    }
+    let only_nodes = denied.iter().all(|d| d.ends_with(" nodes"));
+    Check::fail(
+        NAME,
+        format!("not allowed: {}", denied.join(", ")),
+        if only_nodes {
+            "only expose type nodeport needs to list nodes: apply              deploy/kubernetes/clusterrole-nodes.yaml, or use another expose type"
+                .to_string()
+        } else {
+            format!(
+                "grant these verbs to harp's service account in namespace {:?} (the Role in                  deploy/kubernetes/role.yaml)",
+                s.k8s.namespace
+            )
+        },
+    )
 }
 
 async fn nextcloud(client: &reqwest::Client, s: &Settings) -> Check {

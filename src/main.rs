@@ -114,7 +114,15 @@ fn main() -> ExitCode {
             for warning in settings.warnings() {
                 println!("# warning: {warning}");
             }
-            ExitCode::SUCCESS
+            let k8s_problems = harp::k8s::config_problems(&settings.k8s);
+            for problem in &k8s_problems {
+                println!("# problem: {problem}");
+            }
+            if k8s_problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         "healthcheck" => healthcheck(&settings),
         "doctor" => doctor(&settings, cli.app.as_deref()),

@@ -25,6 +25,9 @@ mod test_support;
 pub use env::{ignored_vars, EnvLookup, CONFIG_PATH_VAR, IGNORED_ENV_VARS};
 pub use error::{ConfigError, ConfigErrors};
 pub use settings::{HostAlias, IpNet, K8sSettings, LogLevel, Settings};
+/// Whether `text` is a positive Kubernetes quantity (`10Gi`, `500m`): the Kubernetes backend
+/// checks limits AppAPI sends in Kubernetes units with the same rule as the settings.
+pub(crate) use validate::is_positive_quantity;
 
 use std::path::{Path, PathBuf};
 

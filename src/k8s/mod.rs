@@ -234,3 +234,52 @@ pub const NEEDED_PERMISSIONS: &[(&str, &str, &str, bool)] = &[
 pub fn max_wait(settings: &K8sSettings) -> Duration {
     settings.image_pull_timeout + settings.start_timeout
 }
+
+/// What `harp check-config` reports about the Kubernetes settings beyond their syntax: that an
+/// API server is known and the CA and token files can be read. Empty when disabled.
+pub fn config_problems(settings: &K8sSettings) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !settings.enabled {
+        return problems;
+    }
+    if settings.api_server.is_none() {
+        problems.push(
+            "HP_K8S_API_SERVER: not set, and harp is not in a pod (KUBERNETES_SERVICE_HOST is \
+             unset); set the API server's URL"
+                .to_string(),
+        );
+    }
+    let ca_present = settings.ca_file.exists();
+    if settings.verify_ssl && (settings.ca_file_explicit || ca_present) {
+        match std::fs::read(&settings.ca_file) {
+            Ok(pem) => {
+                if let Err(e) = ca_certificates(&pem) {
+                    problems.push(format!(
+                        "HP_K8S_CA_FILE={}: {e}",
+                        settings.ca_file.display()
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!(
+                "HP_K8S_CA_FILE={}: cannot be read: {e}",
+                settings.ca_file.display()
+            )),
+        }
+    }
+    if settings.bearer_token.is_none() {
+        match std::fs::read_to_string(&settings.bearer_token_file) {
+            Ok(token) if !token.trim().is_empty() => {}
+            Ok(_) => problems.push(format!(
+                "HP_K8S_BEARER_TOKEN_FILE={}: the file is empty; set HP_K8S_BEARER_TOKEN or \
+                 point HP_K8S_BEARER_TOKEN_FILE at a token",
+                settings.bearer_token_file.display()
+            )),
+            Err(e) => problems.push(format!(
+                "HP_K8S_BEARER_TOKEN_FILE={}: cannot be read: {e}; set HP_K8S_BEARER_TOKEN or \
+                 point HP_K8S_BEARER_TOKEN_FILE at a token",
+                settings.bearer_token_file.display()
+            )),
+        }
+    }
+    problems
+}

@@ -3,7 +3,7 @@
 //! zero replicas), one Service per exposed role.
 
 use super::names::ExAppNames;
-use super::payload::{ComputeDevice, CreatePayload, ExposePayload};
+use super::payload::{ComputeDevice, CreatePayload, ExposePayload, Limit};
 use crate::config::K8sSettings;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -81,13 +81,25 @@ pub fn data_volume(names: &ExAppNames, settings: &K8sSettings) -> PersistentVolu
 /// rounded up, as HaRP), one GPU for cuda or rocm.
 pub fn resources(payload: &CreatePayload) -> Option<ResourceRequirements> {
     let mut limits = BTreeMap::new();
-    if let Some(bytes) = payload.memory {
-        let mebibytes = bytes.div_ceil(1024 * 1024);
-        limits.insert("memory".to_string(), Quantity(format!("{mebibytes}Mi")));
+    match &payload.memory {
+        Some(Limit::Units(bytes)) => {
+            let mebibytes = bytes.div_ceil(1024 * 1024);
+            limits.insert("memory".to_string(), Quantity(format!("{mebibytes}Mi")));
+        }
+        Some(Limit::Quantity(q)) => {
+            limits.insert("memory".to_string(), Quantity(q.clone()));
+        }
+        None => {}
     }
-    if let Some(nano) = payload.nano_cpus {
-        let milli = nano.div_ceil(1_000_000).max(1);
-        limits.insert("cpu".to_string(), Quantity(format!("{milli}m")));
+    match &payload.cpu {
+        Some(Limit::Units(nano)) => {
+            let milli = nano.div_ceil(1_000_000).max(1);
+            limits.insert("cpu".to_string(), Quantity(format!("{milli}m")));
+        }
+        Some(Limit::Quantity(q)) => {
+            limits.insert("cpu".to_string(), Quantity(q.clone()));
+        }
+        None => {}
     }
     let requests = limits.clone();
     match payload.compute_device {

@@ -82,10 +82,10 @@ pub struct CreatePayload {
     /// `(name, value)` from AppAPI's `NAME=value` entries.
     pub env: Vec<(String, String)>,
     pub compute_device: ComputeDevice,
-    /// Memory limit in bytes (0 or absent: none).
-    pub memory: Option<u64>,
-    /// CPU limit in billionths of a CPU (0 or absent: none).
-    pub nano_cpus: Option<u64>,
+    /// Memory limit: bytes, or a quantity already in Kubernetes units (absent or 0: none).
+    pub memory: Option<Limit>,
+    /// CPU limit: billionths of a CPU (`nanoCPUs`), or a quantity in Kubernetes units (`cpu`).
+    pub cpu: Option<Limit>,
     /// Mount points are a Docker notion; the backend ignores them with a warning, as HaRP.
     pub mount_points: usize,
 }
@@ -154,22 +154,30 @@ impl CreatePayload {
                 0
             }
         };
-        let (memory, nano_cpus) = read_limits(&mut fields);
+        let (memory, cpu) = read_limits(&mut fields);
         let payload = CreatePayload {
             app,
             image,
             env,
             compute_device,
             memory,
-            nano_cpus,
+            cpu,
             mount_points,
         };
         fields.finish(payload)
     }
 }
 
-/// `resource_limits.memory` (bytes) and `.nanoCPUs`, as AppAPI sends them for Docker.
-fn read_limits(fields: &mut Fields<'_>) -> (Option<u64>, Option<u64>) {
+/// A resource limit as AppAPI sends it: a number in Docker's unit (bytes, nanoCPUs), or a
+/// string HaRP passes on as a Kubernetes quantity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Limit {
+    Units(u64),
+    Quantity(String),
+}
+
+/// `resource_limits.memory` (bytes or quantity) and `.nanoCPUs` (or `.cpu`, a quantity).
+fn read_limits(fields: &mut Fields<'_>) -> (Option<Limit>, Option<Limit>) {
     let limits = match fields.obj.get("resource_limits") {
         None | Some(Value::Null) => return (None, None),
         Some(Value::Object(limits)) => limits.clone(),
@@ -182,12 +190,26 @@ fn read_limits(fields: &mut Fields<'_>) -> (Option<u64>, Option<u64>) {
             return (None, None);
         }
     };
-    let mut read = |key: &str, max: u64| -> Option<u64> {
+    let mut read = |key: &str, max: u64| -> Option<Limit> {
         let value = limits.get(key)?;
+        let loc = format!("resource_limits.{key}");
+        if let Some(text) = value.as_str() {
+            if text.is_empty() {
+                return None;
+            }
+            if crate::config::is_positive_quantity(text) {
+                return Some(Limit::Quantity(text.to_string()));
+            }
+            fields.error(
+                loc,
+                "Value error, expected a positive Kubernetes quantity such as 512Mi or 500m",
+                "value_error",
+            );
+            return None;
+        }
         if value.is_null() {
             return None;
         }
-        let loc = format!("resource_limits.{key}");
         let n = value.as_i64().or_else(|| {
             value
                 .as_f64()
@@ -212,14 +234,23 @@ fn read_limits(fields: &mut Fields<'_>) -> (Option<u64>, Option<u64>) {
                 None
             }
             Some(0) => None,
-            Some(n) => Some(n as u64),
+            Some(n) => Some(Limit::Units(n as u64)),
             None => {
                 fields.error(loc, "Input should be a valid integer", "int_type");
                 None
             }
         }
     };
-    (read("memory", MAX_MEMORY), read("nanoCPUs", MAX_NANO_CPUS))
+    let memory = read("memory", MAX_MEMORY);
+    let cpu = match read("nanoCPUs", MAX_NANO_CPUS) {
+        Some(Limit::Units(n)) => Some(Limit::Units(n)),
+        // `cpu` is a quantity already; `nanoCPUs` wins when both are given, as in HaRP.
+        _ => match limits.get("cpu") {
+            Some(v) if v.is_string() => read("cpu", 0),
+            _ => None,
+        },
+    };
+    (memory, cpu)
 }
 
 /// `RemoveExAppPayload`.
@@ -543,8 +574,22 @@ mod tests {
             [("A".into(), "1".into()), ("B".into(), "x=y".into())]
         );
         assert_eq!(p.compute_device, ComputeDevice::Cuda);
-        assert_eq!((p.memory, p.nano_cpus), (Some(536870912), Some(500000000)));
+        assert_eq!(
+            (p.memory, p.cpu),
+            (Some(Limit::Units(536870912)), Some(Limit::Units(500000000)))
+        );
         assert_eq!(p.mount_points, 1);
+        let p = CreatePayload::parse(&json!({
+            "name": "app", "image": "img", "resource_limits": {"memory": "512Mi", "cpu": "500m"}
+        }))
+        .unwrap();
+        assert_eq!(
+            (p.memory, p.cpu),
+            (
+                Some(Limit::Quantity("512Mi".into())),
+                Some(Limit::Quantity("500m".into()))
+            )
+        );
         let text = err(CreatePayload::parse(&json!({
             "name": "app", "image": "img", "environment_variables": ["NOEQUALS", "1X=2"],
             "resource_limits": {"memory": -1, "nanoCPUs": 1e30},
