@@ -47,6 +47,9 @@ pub struct Request<'a> {
     pub app_lower: &'a str,
     /// Target path after our Q3 normalisation, without the query.
     pub target_path: &'a str,
+    /// The same path as a server that decodes `%2F` and `\` or drops `;parameters` would route
+    /// it, when that differs (`path::separator_view`): the route rules must allow it too.
+    pub alt_path: Option<&'a str>,
     pub headers: &'a HeaderMap,
     pub key_valid: bool,
 }
@@ -95,6 +98,34 @@ fn authorization_app_api(user_id: &str, token: &str) -> String {
 
 fn is_lifecycle_path(p: &str) -> bool {
     matches!(p, "/heartbeat" | "/init" | "/enabled")
+}
+
+impl Request<'_> {
+    /// AppAPI's own lifecycle endpoints, under either reading of the path.
+    fn is_lifecycle(&self) -> bool {
+        is_lifecycle_path(self.target_path) || self.alt_path.is_some_and(is_lifecycle_path)
+    }
+
+    /// Our Q3 fix: the first matching route for the path, and for its second reading when there
+    /// is one; the stricter of the two decides, and no route under either reading is no route.
+    fn route(&self, record: &ExAppRecord) -> Option<usize> {
+        let first = |p: &str| {
+            record
+                .routes
+                .iter()
+                .position(|r| r.regex.as_ref().is_some_and(|re| re.is_match(p)))
+        };
+        let main = first(self.target_path)?;
+        let Some(alt) = self.alt_path else {
+            return Some(main);
+        };
+        let alt = first(alt)?;
+        if record.routes[alt].access_level > record.routes[main].access_level {
+            Some(alt)
+        } else {
+            Some(main)
+        }
+    }
 }
 
 pub async fn decide(state: &AppState, req: &Request<'_>) -> Verdict {
@@ -156,7 +187,7 @@ async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
         // An empty signature proves nothing: route rules apply as for any request.
         return match record {
             Some(r) => authorize_by_routes(state, req, r).await,
-            None if is_lifecycle_path(req.target_path) => Verdict::Drop { strike: true },
+            None if req.is_lifecycle() => Verdict::Drop { strike: true },
             None => Verdict::Deny {
                 status: 404,
                 strike: true,
@@ -203,7 +234,7 @@ async fn authorize_by_routes(
     req: &Request<'_>,
     record: Arc<ExAppRecord>,
 ) -> Verdict {
-    if is_lifecycle_path(req.target_path) {
+    if req.is_lifecycle() {
         return Verdict::Drop { strike: true };
     }
     let cookie = session_cookie(req.headers).unwrap_or(b"");
@@ -227,11 +258,7 @@ async fn authorize_by_routes(
     } else {
         Ok(None)
     };
-    let Some(route_index) = record.routes.iter().position(|r| {
-        r.regex
-            .as_ref()
-            .is_some_and(|re| re.is_match(req.target_path))
-    }) else {
+    let Some(route_index) = req.route(&record) else {
         return match user {
             Err(_) => Verdict::Deny {
                 status: 401,

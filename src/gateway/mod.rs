@@ -224,11 +224,15 @@ impl ProxyHttp for Gateway {
             self.strike(ctx, true);
             return self.refuse(session, ctx, Refusal::Status(404)).await;
         };
-        let target = path::normalize_unreserved(path::target_path(raw_path, app_id));
+        let target = path::target_path(raw_path, app_id);
         if app_id == "app_api" {
-            let (route, query) = (target.into_owned(), req.uri.query().map(str::to_string));
+            let route = path::normalize_unreserved(target).into_owned();
+            let query = req.uri.query().map(str::to_string);
             return self.control(session, ctx, route, query).await;
         }
+        // Our Q3 fix: the routes see, and the ExApp receives, the normalised path.
+        let target = path::normalize(target);
+        let alt_path = path::separator_view(&target);
 
         let app_lower = if app_id.bytes().any(|b| b.is_ascii_uppercase()) {
             std::borrow::Cow::Owned(app_id.to_ascii_lowercase())
@@ -238,6 +242,7 @@ impl ProxyHttp for Gateway {
         let decision = Request {
             app_lower: &app_lower,
             target_path: &target,
+            alt_path: alt_path.as_deref(),
             headers: &req.headers,
             key_valid: ctx.key_valid,
         };

@@ -127,6 +127,74 @@ pub fn normalize_unreserved(path: &str) -> Cow<'_, str> {
     )
 }
 
+/// Resolves `.` and `..` segments and merges runs of `/` the way nginx, Go's `path.Clean` and
+/// Python's `normpath` do (empty segments go first, so `/a//../b` is `/b`); a trailing `/` and
+/// one left by a final `.` or `..` are kept (RFC 3986 5.2.4). `..` never climbs above the root.
+/// A path that needs none of this is returned as it is.
+fn clean_segments(path: &str) -> Cow<'_, str> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Cow::Borrowed(path);
+    };
+    let segments = || rest.split('/');
+    let last = segments().count() - 1;
+    let needs = segments()
+        .enumerate()
+        .any(|(i, s)| matches!(s, "." | "..") || (s.is_empty() && i != last));
+    if !needs {
+        return Cow::Borrowed(path);
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    for s in segments() {
+        match s {
+            "" | "." => {}
+            ".." => {
+                kept.pop();
+            }
+            s => kept.push(s),
+        }
+    }
+    let trailing = matches!(segments().next_back(), Some("" | "." | ".."));
+    let mut out = String::with_capacity(path.len());
+    for s in &kept {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing || kept.is_empty() {
+        out.push('/');
+    }
+    Cow::Owned(out)
+}
+
+/// Our Q3 fix, the path the route rules check and the ExApp receives: escapes of unreserved
+/// characters decoded (`%2e` is a dot, `%61` an `a`), then dot segments resolved and repeated
+/// `/` merged ([`clean_segments`]), so `//admin`, `/./admin` and `/%2e/admin` are all `/admin`.
+/// Other escapes (`%2F`, `%20`...) stay as sent; a path that needs no change is returned as is.
+pub fn normalize(path: &str) -> Cow<'_, str> {
+    match normalize_unreserved(path) {
+        Cow::Borrowed(p) => clean_segments(p),
+        Cow::Owned(p) => Cow::Owned(clean_segments(&p).into_owned()),
+    }
+}
+
+/// The second reading of a [`normalize`]d path, by a server that decodes every escape before
+/// routing (nginx turns `%2F` into `/`), takes `\` for `/` (Windows-minded servers) and drops
+/// `;parameters` from segments (Java servlet containers, so `..;` is `..`): `/%2Fadmin` and
+/// `/.%2fadmin` are `/admin` here. `None` when that reading is the path itself. The route rules
+/// must allow both readings, since harp cannot know which one the ExApp applies.
+pub fn separator_view(normalized: &str) -> Option<String> {
+    if !normalized.bytes().any(|b| matches!(b, b'%' | b'\\' | b';')) {
+        return None;
+    }
+    let decoded = percent_decode(normalized).replace('\\', "/");
+    let stripped: Vec<&str> = decoded
+        .split('/')
+        .map(|s| s.split_once(';').map_or(s, |(before, _)| before))
+        .collect();
+    let joined = stripped.join("/");
+    let view = clean_segments(&joined).into_owned();
+    (view != normalized).then_some(view)
+}
+
 /// Full percent-decoding, for the Docker allowlist (HAProxy matches it on the decoded path).
 pub fn percent_decode(path: &str) -> Cow<'_, str> {
     if !path.contains('%') {
@@ -214,6 +282,72 @@ mod tests {
         assert_eq!(normalize_unreserved("/plain"), "/plain");
         assert_eq!(normalize_unreserved("/x%4"), "/x%4");
         assert_eq!(normalize_unreserved("/x%41"), "/xA");
+    }
+
+    #[test]
+    fn q3_normalize_table() {
+        let table = [
+            // Ordinary paths: byte for byte as sent.
+            ("/", "/"),
+            ("/admin", "/admin"),
+            ("/admin/", "/admin/"),
+            ("/a/b.c/d..e/.f/...", "/a/b.c/d..e/.f/..."),
+            ("/files/a%2Fb%20c%C3%A9/page", "/files/a%2Fb%20c%C3%A9/page"),
+            ("/a;b/c\\d", "/a;b/c\\d"),
+            // Hostile forms of /admin.
+            ("//admin", "/admin"),
+            ("///admin//", "/admin/"),
+            ("/./admin", "/admin"),
+            ("/%2e/admin", "/admin"),
+            ("/%2E/admin", "/admin"),
+            ("/%2e%2e/admin", "/admin"),
+            ("/x/../admin", "/admin"),
+            ("/x/%2e%2E/admin", "/admin"),
+            ("/../../admin", "/admin"),
+            ("/%61dmin", "/admin"),
+            ("/a//../admin", "/admin"),
+            // Trailing dot segments leave a trailing slash (RFC 3986 5.2.4).
+            ("/admin/.", "/admin/"),
+            ("/admin/x/..", "/admin/"),
+            ("/..", "/"),
+            ("/.", "/"),
+            ("//", "/"),
+            // Escapes that are not unreserved characters stay.
+            ("/.%2fadmin", "/.%2fadmin"),
+            ("/%2Fadmin", "/%2Fadmin"),
+            // Not an origin-form path: untouched.
+            ("*", "*"),
+        ];
+        for (input, want) in table {
+            assert_eq!(normalize(input), want, "{input:?}");
+        }
+        assert!(matches!(normalize("/a/b?"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn q3_separator_view_table() {
+        let table = [
+            ("/admin", None),
+            ("/a/b", None),
+            ("/%2Fadmin", Some("/admin")),
+            ("/.%2fadmin", Some("/admin")),
+            ("/x%2F..%2Fadmin", Some("/admin")),
+            ("/x/..%5cadmin", Some("/admin")),
+            ("/x/..\\admin", Some("/admin")),
+            ("/x\\..\\admin", Some("/admin")),
+            ("/x/..;/admin", Some("/admin")),
+            ("/;x/admin", Some("/admin")),
+            ("/admin;jsessionid=1", Some("/admin")),
+            ("/files/a%2Fb", Some("/files/a/b")),
+            ("/a%20b", Some("/a b")),
+            // Decoding once only: a double-encoded dot stays an escape.
+            ("/%252e%252e/admin", Some("/%2e%2e/admin")),
+            // Already the same path.
+            ("/a%zz", None),
+        ];
+        for (input, want) in table {
+            assert_eq!(separator_view(input).as_deref(), want, "{input:?}");
+        }
     }
 
     #[test]

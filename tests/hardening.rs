@@ -1,0 +1,191 @@
+//! Hostile input and failure hardening (GitHub issue 11): path forms that servers inside ExApps
+//! route differently from what the route rules saw, duplicated `Content-Length`, listeners that
+//! cannot bind, silent TLS clients, slow request bodies, and what a client's behaviour may log.
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------------
+// Path normalisation (our Q3 fix) against a real nginx ExApp
+// ---------------------------------------------------------------------------------------------
+
+/// nginx as the ExApp's own server, one foreground process on a loopback port, killed on drop.
+struct NginxExApp {
+    child: Child,
+    addr: SocketAddr,
+    dir: TempDir,
+}
+
+impl Drop for NginxExApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ADMIN_BODY: &str = "ADMIN-LOCATION";
+const LIFECYCLE_BODY: &str = "LIFECYCLE-LOCATION";
+
+impl NginxExApp {
+    /// `None` (after saying so) when nginx is not installed, unless `CI` is set.
+    fn start() -> Option<NginxExApp> {
+        let binary = PathBuf::from("/usr/sbin/nginx");
+        if !binary.is_file() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "/usr/sbin/nginx is missing"
+            );
+            eprintln!("SKIPPED: /usr/sbin/nginx is missing (apt-get install nginx-light)");
+            return None;
+        }
+        let dir = TempDir::new("nginx-exapp");
+        let port = free_port();
+        let d = dir.path().display().to_string();
+        // nginx's defaults: merge_slashes on, dot segments resolved, escapes (%2F too) decoded
+        // before locations are matched.
+        let conf = format!(
+            "master_process off;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{}}\nhttp {{\naccess_log off;\nclient_body_temp_path {d}/body;\n\
+             proxy_temp_path {d}/proxy;\nfastcgi_temp_path {d}/fcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n\
+             server {{\nlisten 127.0.0.1:{port};\n\
+             location /admin {{ return 200 \"{ADMIN_BODY}\"; }}\n\
+             location = /init {{ return 200 \"{LIFECYCLE_BODY}\"; }}\n\
+             location = /enabled {{ return 200 \"{LIFECYCLE_BODY}\"; }}\n\
+             location = /heartbeat {{ return 200 \"{LIFECYCLE_BODY}\"; }}\n\
+             location / {{ return 200 \"public:$uri\"; }}\n}}\n}}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let child = Command::new(&binary)
+            .arg("-p")
+            .arg(&d)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start nginx");
+        let mut nginx = NginxExApp {
+            child,
+            addr: local(port),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(nginx.addr).is_err() {
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                panic!("nginx exited with {status}: {}", nginx.log());
+            }
+            assert!(Instant::now() < deadline, "nginx did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(nginx)
+    }
+
+    fn log(&self) -> String {
+        ["error.log", "stderr.log"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(self.dir.join(f)).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Forms of `/admin` (and of AppAPI's lifecycle paths) that nginx routes to that location while
+/// a route regex on the path as sent would not see it.
+const HOSTILE_ADMIN: &[&str] = &[
+    "//admin",
+    "///admin/x",
+    "/./admin",
+    "/%2e/admin",
+    "/%2E/admin",
+    "/%2Fadmin",
+    "/%2fadmin",
+    "/.%2fadmin",
+    "/%2e%2fadmin",
+    "/.//admin",
+    "/x/./../admin",
+    "/x/%2e%2e/admin",
+    "/x%2F..%2Fadmin",
+];
+
+const HOSTILE_LIFECYCLE: &[&str] = &[
+    "//init",
+    "/./init",
+    "/%2e/enabled",
+    "/%2Fheartbeat",
+    "/.%2fheartbeat",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn q3_hostile_path_forms_never_reach_an_nginx_admin_location() {
+    let Some(nginx) = NginxExApp::start() else {
+        return;
+    };
+    // The forms are hostile: nginx itself serves its admin location for each.
+    for form in HOSTILE_ADMIN {
+        let out = get(nginx.addr, form, &[]).await;
+        assert_eq!(
+            out.body_str(),
+            ADMIN_BODY,
+            "nginx on {form}: {}",
+            nginx.log()
+        );
+    }
+    for form in HOSTILE_LIFECYCLE {
+        let out = get(nginx.addr, form, &[]).await;
+        assert_eq!(out.body_str(), LIFECYCLE_BODY, "nginx on {form}");
+    }
+
+    let nc = StubNextcloud::start().await;
+    let routes: &[(&str, u8, &[u16])] = &[
+        ("^/admin", ADMIN, &[]),
+        ("^/user", USER, &[]),
+        (".*", PUBLIC, &[]),
+    ];
+    nc.set_app(
+        "q3nginx",
+        StubNextcloud::record("tok", "1.0.0", "127.0.0.1", nginx.addr.port(), routes),
+    );
+    nc.set_user_level("sess-admin", "root", ADMIN);
+    let harp = Harp::start(&[
+        ("NC_INSTANCE_URL", &nc.url()),
+        ("HP_BLACKLIST_COUNT", "100000"),
+    ]);
+    let via_harp = |p: &str| format!("/exapps/q3nginx{p}");
+
+    for form in HOSTILE_ADMIN.iter().chain(HOSTILE_LIFECYCLE) {
+        let out = get(harp.http_addr(), &via_harp(form), &[]).await;
+        match &out {
+            RawOutcome::Reset => {}
+            RawOutcome::Response { status, body, .. } => {
+                let body = String::from_utf8_lossy(body);
+                assert!(
+                    matches!(status, 400 | 401 | 403),
+                    "anonymous {form}: {status} {body}"
+                );
+                assert!(
+                    !body.contains(ADMIN_BODY) && !body.contains(LIFECYCLE_BODY),
+                    "anonymous {form}: {body}"
+                );
+            }
+            RawOutcome::Timeout => panic!("anonymous {form}: timeout"),
+        }
+    }
+
+    // Ordinary paths are untouched, and an admin still reaches /admin through a sloppy path.
+    let out = get(harp.http_addr(), &via_harp("/pub%20lic/a%2Fb?x=%2e"), &[]).await;
+    assert_eq!(out.body_str(), "public:/pub lic/a/b", "{out:?}");
+    let admin = [("Cookie", "oc_sessionPassphrase=sess-admin")];
+    for form in ["/admin", "//admin", "/%2e/admin", "/%2Fadmin"] {
+        let out = get(harp.http_addr(), &via_harp(form), &admin).await;
+        assert_eq!(out.body_str(), ADMIN_BODY, "admin {form}: {out:?}");
+    }
+}
