@@ -1014,6 +1014,73 @@ async fn q10_exapp_port_only_for_the_exapp_nextcloud_knows() {
     engine.tcp_proxy("remote-engine", 24071).await;
 }
 
+/// An ExApp record on 127.0.0.1:`port` with one PUBLIC route for every path.
+fn exapp_record(port: u16) -> serde_json::Value {
+    StubNextcloud::record("tok", "1.0.0", "127.0.0.1", port, &[(".*", PUBLIC, &[])])
+}
+
+/// How many exapp-meta calls Nextcloud got for `app`.
+fn meta_calls(nc: &StubNextcloud, app: &str) -> usize {
+    nc.requests_for("exapp-meta")
+        .iter()
+        .filter(|r| r.app_id().as_deref() == Some(app))
+        .count()
+}
+
+/// Issue 10 (1): a request for an app that is not registered caches "not found" for 15 s; when
+/// AppAPI installs the app within that time, its frpc's NewProxy must still be granted (frpc
+/// retries a refused proxy only 30 s later). Before the fix the NewProxy below was refused
+/// from the negative cache ("is not an ExApp registered in Nextcloud").
+#[tokio::test(flavor = "multi_thread")]
+async fn reinstalled_exapp_gets_its_tunnel_despite_a_cached_not_found() {
+    const PORT: u16 = 23041;
+    let nc = StubNextcloud::start().await;
+    let url = nc.url();
+    let harp = plain_harp(&[("NC_INSTANCE_URL", url.as_str())]);
+    // Someone asks for the app while it is not registered: 404, remembered for 15 s.
+    let out = get(harp.http_addr(), "/exapps/reinstalled/", &[]).await;
+    assert_eq!(out.status(), 404, "{out:?}");
+    // AppAPI installs it again at once; its frpc asks for the app's port.
+    nc.set_app("reinstalled", exapp_record(PORT));
+    let mut exapp = Frpc::login(&ClientOpts::new(harp.frp_addr()))
+        .await
+        .unwrap();
+    exapp.tcp_proxy("reinstalled", PORT).await;
+    assert_eq!(meta_calls(&nc, "reinstalled"), 2);
+}
+
+/// The re-check before a refusal is bounded: a flood of NewProxy for an app Nextcloud
+/// does not know asks Nextcloud again at most once per app every 2 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_new_proxies_ask_nextcloud_again_at_most_every_two_seconds() {
+    const PORT: u16 = 23045;
+    let nc = StubNextcloud::start().await;
+    let url = nc.url();
+    let harp = plain_harp(&[("NC_INSTANCE_URL", url.as_str())]);
+    let mut client = Frpc::login(&ClientOpts::new(harp.frp_addr()))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..20 {
+        let resp = client.new_proxy("ghostapp", "tcp", PORT.into()).await;
+        assert!(
+            resp.error.contains("is not an ExApp registered"),
+            "{resp:?}"
+        );
+    }
+    // The first lookup, then at most one re-check per 2 s.
+    let allowed = 2 + (started.elapsed().as_secs() / 2) as usize;
+    let calls = meta_calls(&nc, "ghostapp");
+    assert!((2..=allowed).contains(&calls), "{calls} exapp-meta calls");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let resp = client.new_proxy("ghostapp", "tcp", PORT.into()).await;
+    assert!(
+        resp.error.contains("is not an ExApp registered"),
+        "{resp:?}"
+    );
+    assert_eq!(meta_calls(&nc, "ghostapp"), calls + 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn q10_strict_ports_off_restores_harp_behaviour() {
     let harp = plain_harp(&[("HP_FRP_STRICT_PORTS", "false")]);

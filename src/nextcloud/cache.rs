@@ -1,6 +1,10 @@
 //! The caches in front of Nextcloud: ExApp records (permanent until replaced), the 15 s negative
 //! cache, the session cache, and DNS answers for ExApp hosts. Concurrent misses for one key make
 //! one call (singleflight through moka's `try_get_with`). Every cache is bounded (HaRP Q7).
+//!
+//! A caller that has reason to doubt a cached ExApp answer (the tunnel server about to refuse a
+//! port) can have it asked again ([`ExAppDirectory::get_current`]), at most once per app every
+//! [`RECHECK_INTERVAL`], so a flood of such callers cannot flood Nextcloud.
 
 use super::client::{MetaError, NextcloudClient, User, UserError};
 use super::record::{ExAppRecord, Host};
@@ -12,6 +16,8 @@ use std::time::Duration;
 
 /// How long Nextcloud's "no such app" is believed (HaRP R7).
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(15);
+/// At most one re-check of a doubted cached answer per app in this time.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_APPS: u64 = 10_000;
 /// Records are permanent in HaRP; an app unused for a day is simply fetched again.
 const RECORD_IDLE: Duration = Duration::from_secs(24 * 3600);
@@ -44,11 +50,23 @@ enum FetchError {
     Upstream(String),
 }
 
+impl FetchError {
+    fn to_lookup(&self) -> LookupError {
+        match self {
+            FetchError::Meta(MetaError::NotFound) => LookupError::NotFound,
+            FetchError::Meta(MetaError::Failed(why)) => LookupError::Failed(why.clone()),
+            FetchError::Upstream(why) => LookupError::Unavailable(why.clone()),
+        }
+    }
+}
+
 /// ExApp records by lower-case app id.
 pub struct ExAppDirectory {
     upstream: Option<Arc<dyn UpstreamOverride>>,
     records: Cache<String, Arc<ExAppRecord>>,
     unknown: moka::sync::Cache<String, ()>,
+    /// Apps re-checked within the last `RECHECK_INTERVAL`.
+    rechecked: moka::sync::Cache<String, ()>,
     dns: Cache<String, IpAddr>,
 }
 
@@ -73,6 +91,10 @@ impl ExAppDirectory {
             unknown: moka::sync::Cache::builder()
                 .max_capacity(MAX_APPS)
                 .time_to_live(NEGATIVE_TTL)
+                .build(),
+            rechecked: moka::sync::Cache::builder()
+                .max_capacity(MAX_APPS)
+                .time_to_live(RECHECK_INTERVAL)
                 .build(),
             dns: Cache::builder()
                 .max_capacity(MAX_APPS)
@@ -102,39 +124,96 @@ impl ExAppDirectory {
         nc: &NextcloudClient,
         app_lower: &str,
     ) -> Result<Arc<ExAppRecord>, LookupError> {
+        self.get_current(nc, app_lower, |_| false).await
+    }
+
+    /// Like [`get`](Self::get), but a cached answer that `outdated` doubts (it gets the cached
+    /// record, or `None` for a cached "not found") is asked from Nextcloud again, at most once
+    /// per app every [`RECHECK_INTERVAL`]; within that time the cached answer stands. An answer
+    /// fetched by this call is not doubted.
+    pub async fn get_current(
+        &self,
+        nc: &NextcloudClient,
+        app_lower: &str,
+        outdated: impl FnOnce(Option<&ExAppRecord>) -> bool,
+    ) -> Result<Arc<ExAppRecord>, LookupError> {
         if let Some(r) = self.records.get(app_lower).await {
             nc.metrics.exapp_cache_hits.inc();
+            if outdated(Some(&r)) && self.may_recheck(app_lower) {
+                return self.recheck(nc, app_lower).await;
+            }
             return Ok(r);
         }
         nc.metrics.exapp_cache_misses.inc();
         if self.unknown.contains_key(app_lower) {
+            if outdated(None) && self.may_recheck(app_lower) {
+                return self.recheck(nc, app_lower).await;
+            }
             return Err(LookupError::NotFound);
         }
         let fetched = self
             .records
-            .try_get_with(app_lower.to_string(), async {
-                let mut record = nc.exapp_meta(app_lower).await.map_err(FetchError::Meta)?;
-                if let Some((host, port)) = self
-                    .override_upstream(app_lower)
-                    .await
-                    .map_err(FetchError::Upstream)?
-                {
-                    record.host = host;
-                    record.port = port;
-                }
-                Ok::<_, FetchError>(Arc::new(record))
-            })
+            .try_get_with(app_lower.to_string(), self.fetch(nc, app_lower))
             .await;
         match fetched {
             Ok(r) => Ok(r),
-            Err(e) => match &*e {
-                FetchError::Meta(MetaError::NotFound) => {
+            Err(e) => {
+                if let FetchError::Meta(MetaError::NotFound) = &*e {
                     self.unknown.insert(app_lower.to_string(), ());
-                    Err(LookupError::NotFound)
                 }
-                FetchError::Meta(MetaError::Failed(why)) => Err(LookupError::Failed(why.clone())),
-                FetchError::Upstream(why) => Err(LookupError::Unavailable(why.clone())),
-            },
+                Err(e.to_lookup())
+            }
+        }
+    }
+
+    /// The record as Nextcloud has it now, with the address override applied.
+    async fn fetch(
+        &self,
+        nc: &NextcloudClient,
+        app_lower: &str,
+    ) -> Result<Arc<ExAppRecord>, FetchError> {
+        let mut record = nc.exapp_meta(app_lower).await.map_err(FetchError::Meta)?;
+        if let Some((host, port)) = self
+            .override_upstream(app_lower)
+            .await
+            .map_err(FetchError::Upstream)?
+        {
+            record.host = host;
+            record.port = port;
+        }
+        Ok(Arc::new(record))
+    }
+
+    /// Claims this app's one re-check per `RECHECK_INTERVAL`.
+    fn may_recheck(&self, app_lower: &str) -> bool {
+        self.rechecked
+            .entry_by_ref(app_lower)
+            .or_insert(())
+            .is_fresh()
+    }
+
+    /// Asks Nextcloud past both caches and caches what it says: a record replaces the cached
+    /// one, "not found" replaces it with a negative entry. A failed call changes nothing.
+    async fn recheck(
+        &self,
+        nc: &NextcloudClient,
+        app_lower: &str,
+    ) -> Result<Arc<ExAppRecord>, LookupError> {
+        match self.fetch(nc, app_lower).await {
+            Ok(record) => {
+                self.unknown.invalidate(app_lower);
+                self.records
+                    .insert(app_lower.to_string(), record.clone())
+                    .await;
+                Ok(record)
+            }
+            Err(e) => {
+                if let FetchError::Meta(MetaError::NotFound) = &e {
+                    self.records.invalidate(app_lower).await;
+                    self.unknown.insert(app_lower.to_string(), ());
+                }
+                Err(e.to_lookup())
+            }
         }
     }
 

@@ -76,6 +76,10 @@ pub fn check_request(req: &NewProxy) -> Result<(), String> {
 
 /// The anti-squatting check (harp-behaviour Q10): an ExApp port only for the ExApp that
 /// Nextcloud registered with it. Docker-engine ports are not known to Nextcloud and pass.
+///
+/// A cached "not found" is asked again before it refuses (bounded per app, see
+/// `ExAppDirectory::get_current`): a request for an app that was not registered yet must not
+/// lock out its tunnel when AppAPI installs it moments later (frpc retries only after 30 s).
 pub async fn check_owner(
     state: &AppState,
     name: &str,
@@ -88,7 +92,9 @@ pub async fn check_owner(
     let app = name.to_ascii_lowercase();
     match timeout(
         STRICT_LOOKUP_TIMEOUT,
-        state.apps.get(&state.nextcloud, &app),
+        state
+            .apps
+            .get_current(&state.nextcloud, &app, |cached| cached.is_none()),
     )
     .await
     {
