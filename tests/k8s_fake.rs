@@ -6,10 +6,13 @@
 //! test drives it through `kube::Api` (and raw HTTP where kube hides the wire).
 
 mod common;
+// Included here and in k8s.rs only, so the other test binaries do not compile it.
+#[path = "common/fake_k8s.rs"]
+mod fake_k8s;
 
 use std::net::Ipv4Addr;
 
-use common::fake_k8s::{FakeK8s, FakeOptions, PodState, FAKE_USER, NODE_PORT_RANGE};
+use fake_k8s::{FakeK8s, FakeOptions, PodState, FAKE_USER, NODE_PORT_RANGE};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};

@@ -44,9 +44,9 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
 /// Renders a duration back in the same syntax, exactly (`30s`, `1500ms`, `250us`).
 pub(crate) fn format(duration: Duration) -> String {
     let micros = duration.as_micros();
-    if micros % 1_000_000 == 0 {
+    if micros.is_multiple_of(1_000_000) {
         format!("{}s", micros / 1_000_000)
-    } else if micros % 1_000 == 0 {
+    } else if micros.is_multiple_of(1_000) {
         format!("{}ms", micros / 1_000)
     } else {
         format!("{micros}us")

@@ -11,7 +11,6 @@
 
 pub mod backend;
 pub mod docker;
-pub mod fake_k8s;
 pub mod frpc;
 pub mod harp;
 pub mod nextcloud;
