@@ -694,6 +694,42 @@ async fn api_failures_give_harps_503_texts_and_cache_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_token_file_is_used_from_the_next_call_on() {
+    let api = FakeK8s::start(FakeOptions::default()).await;
+    let dir = std::env::temp_dir().join(format!("harp-k8s-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, format!("{}\n", api.token())).unwrap();
+    let nc = StubNextcloud::start().await;
+    let (nc_url, url) = (nc.url(), api.url());
+    let harp = tokio::task::block_in_place(|| {
+        Harp::start(&[
+            ("NC_INSTANCE_URL", &nc_url),
+            ("HP_K8S_ENABLED", "true"),
+            ("HP_K8S_API_SERVER", &url),
+            ("HP_K8S_BEARER_TOKEN_FILE", file.to_str().unwrap()),
+        ])
+    });
+    let c = Cluster { harp, nc, api };
+    assert_eq!(
+        c.post("exists", name_body(APP)).await.json(),
+        json!({"exists": false})
+    );
+    // The kubelet rotates the projected token: the API accepts only the new one.
+    c.api.set_token("rotated-token");
+    std::fs::write(&file, "rotated-token").unwrap();
+    assert_eq!(
+        c.post("exists", name_body(APP)).await.json(),
+        json!({"exists": false})
+    );
+    std::fs::write(&file, "").unwrap();
+    c.post("exists", name_body(APP))
+        .await
+        .assert(503, "Kubernetes token is not configured.");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn tls_with_the_right_ca_a_wrong_ca_and_verification_off() {
     let api = FakeK8s::start(FakeOptions {
         tls: true,

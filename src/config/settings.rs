@@ -37,8 +37,8 @@ pub struct K8sSettings {
     pub ca_file_explicit: bool,
     /// HP_K8S_BEARER_TOKEN: a static token; wins over the token file. Never printed.
     pub bearer_token: Option<String>,
-    /// HP_K8S_BEARER_TOKEN_FILE (default: the service account's token), re-read so projected
-    /// tokens can rotate.
+    /// HP_K8S_BEARER_TOKEN_FILE (default: the service account's token), read on every call so
+    /// projected tokens can rotate.
     pub bearer_token_file: PathBuf,
     /// HP_K8S_VERIFY_SSL: only `false` (any case) turns verification off, as in HaRP.
     pub verify_ssl: bool,

@@ -84,6 +84,45 @@ fn defaults() {
 }
 
 #[test]
+fn kubernetes_api_server_defaults_to_the_in_cluster_service() {
+    let env = |extra: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            [("HP_SHARED_KEY", KEY), ("NC_INSTANCE_URL", "http://nc")]
+                .iter()
+                .chain(extra)
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let load = |lookup: &dyn Fn(&str) -> Option<String>| load(None, lookup).unwrap().k8s;
+    assert_eq!(load(&env(&[])).api_server, None);
+    let in_pod = env(&[("KUBERNETES_SERVICE_HOST", "10.96.0.1")]);
+    assert_eq!(
+        load(&in_pod).api_server.as_deref(),
+        Some("https://10.96.0.1:443")
+    );
+    let in_pod = env(&[
+        ("KUBERNETES_SERVICE_HOST", "fd00::1"),
+        ("KUBERNETES_SERVICE_PORT", "6443"),
+    ]);
+    assert_eq!(
+        load(&in_pod).api_server.as_deref(),
+        Some("https://[fd00::1]:6443")
+    );
+    let explicit = env(&[
+        ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+        ("HP_K8S_API_SERVER", "https://api.example:6443/"),
+    ]);
+    let k8s = load(&explicit);
+    assert_eq!(k8s.api_server.as_deref(), Some("https://api.example:6443"));
+    assert_eq!(k8s.namespace, "nextcloud-exapps");
+    assert_eq!(
+        k8s.bearer_token_file,
+        PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount/token")
+    );
+}
+
+#[test]
 fn every_variable_is_read_from_the_environment() {
     let s = ok(&[
         ("HP_EXAPPS_ADDRESS", "127.0.0.1:1"),

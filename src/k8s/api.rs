@@ -5,8 +5,8 @@
 use crate::config::K8sSettings;
 use kube::Client;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::OnceCell;
 
 /// HaRP's total timeout of one API call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,14 +66,16 @@ impl ApiError {
 /// The API client and the settings it was made from.
 pub struct Api {
     settings: K8sSettings,
-    client: OnceCell<Client>,
+    /// The client and the token it presents: rebuilt when the token file changes, so a
+    /// rotated projected token is used from the next call on.
+    client: Mutex<Option<(String, Client)>>,
 }
 
 impl Api {
     pub fn new(settings: K8sSettings) -> Api {
         Api {
             settings,
-            client: OnceCell::new(),
+            client: Mutex::new(None),
         }
     }
 
@@ -94,32 +96,46 @@ impl Api {
         let Some(api_server) = &self.settings.api_server else {
             return Err(ApiError::NoApiServer);
         };
-        if self.settings.bearer_token.is_none() {
-            let file = &self.settings.bearer_token_file;
-            match tokio::fs::read_to_string(file).await {
-                Ok(token) if !token.trim().is_empty() => {}
-                Ok(_) => {
-                    log::error!(
-                        "Kubernetes token file {} is empty; set HP_K8S_BEARER_TOKEN or \
-                         HP_K8S_BEARER_TOKEN_FILE",
-                        file.display()
-                    );
-                    return Err(ApiError::NoToken);
-                }
-                Err(e) => {
-                    log::error!(
-                        "cannot read the Kubernetes token file {}: {e}; set \
-                         HP_K8S_BEARER_TOKEN or HP_K8S_BEARER_TOKEN_FILE",
-                        file.display()
-                    );
-                    return Err(ApiError::NoToken);
-                }
+        let token = match &self.settings.bearer_token {
+            Some(token) => token.clone(),
+            None => self.read_token_file().await?,
+        };
+        if let Some((current, client)) = &*self.cached() {
+            if *current == token {
+                return Ok(client.clone());
             }
         }
-        self.client
-            .get_or_try_init(|| async { build_client(&self.settings, api_server).await })
-            .await
-            .cloned()
+        let client = build_client(&self.settings, api_server, &token).await?;
+        *self.cached() = Some((token, client.clone()));
+        Ok(client)
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, Option<(String, Client)>> {
+        self.client.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// HP_K8S_BEARER_TOKEN_FILE, read on every call as HaRP does (projected tokens rotate).
+    async fn read_token_file(&self) -> Result<String, ApiError> {
+        let file = &self.settings.bearer_token_file;
+        match tokio::fs::read_to_string(file).await {
+            Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_string()),
+            Ok(_) => {
+                log::error!(
+                    "Kubernetes token file {} is empty; set HP_K8S_BEARER_TOKEN or \
+                     HP_K8S_BEARER_TOKEN_FILE",
+                    file.display()
+                );
+                Err(ApiError::NoToken)
+            }
+            Err(e) => {
+                log::error!(
+                    "cannot read the Kubernetes token file {}: {e}; set HP_K8S_BEARER_TOKEN or \
+                     HP_K8S_BEARER_TOKEN_FILE",
+                    file.display()
+                );
+                Err(ApiError::NoToken)
+            }
+        }
     }
 
     /// Runs one API call with the client, bounded by [`CALL_TIMEOUT`].
@@ -159,7 +175,11 @@ impl Api {
     }
 }
 
-async fn build_client(settings: &K8sSettings, api_server: &str) -> Result<Client, ApiError> {
+async fn build_client(
+    settings: &K8sSettings,
+    api_server: &str,
+    token: &str,
+) -> Result<Client, ApiError> {
     let url: http::Uri = api_server
         .parse()
         .map_err(|_| ApiError::Unreachable(format!("invalid API server URL {api_server:?}")))?;
@@ -188,16 +208,9 @@ async fn build_client(settings: &K8sSettings, api_server: &str) -> Result<Client
         // kube re-reads the file about once a minute, so a rotated CA is picked up.
         config.root_cert_file = Some(settings.ca_file.clone());
     }
-    config.auth_info = match &settings.bearer_token {
-        Some(token) => kube::config::AuthInfo {
-            token: Some(token.clone().into()),
-            ..Default::default()
-        },
-        // kube re-reads the file about once a minute: projected tokens rotate.
-        None => kube::config::AuthInfo {
-            token_file: Some(settings.bearer_token_file.display().to_string()),
-            ..Default::default()
-        },
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.to_string().into()),
+        ..Default::default()
     };
     Client::try_from(config).map_err(|e| ApiError::Unreachable(e.to_string()))
 }
