@@ -1085,6 +1085,61 @@ async fn b27_appapi_request_uses_the_record_address_over_headers() {
     assert_eq!(s.forwarded().path, "/init");
 }
 
+/// AppAPI's request to `app` (the six headers) naming `port` as the ExApp's port.
+async fn appapi_heartbeat(s: &Setup, app: &str, port: u16) -> RawOutcome {
+    let port = port.to_string();
+    s.get(
+        &format!("/exapps/{app}/heartbeat"),
+        &[
+            ("EX-APP-VERSION", VERSION),
+            ("EX-APP-ID", app),
+            ("EX-APP-HOST", "127.0.0.1"),
+            ("EX-APP-PORT", &port),
+            ("AUTHORIZATION-APP-API", APPAPI_AUTH),
+            ("harp-shared-key", KEY),
+        ],
+    )
+    .await
+}
+
+/// Issue 10 (2), AppAPI's exact sequence: register, heartbeats during the deploy (harp caches
+/// the record), unregister without ever enabling (so no `DELETE /exapp_storage`), register
+/// again on another port. A six-header request naming another `ex-app-port` than the cached
+/// record fetches the record again (at most once per app every 2 s). Before the fix the
+/// heartbeats kept going to the old port.
+#[tokio::test(flavor = "multi_thread")]
+async fn b27_appapi_request_naming_another_port_refetches_a_stale_record() {
+    let s = Setup::empty(&[]).await;
+    let old = EchoBackend::start().await;
+    let old_record = StubNextcloud::record(TOKEN, VERSION, "127.0.0.1", old.port(), &[]);
+    s.nc.set_app("b27moved", old_record);
+    assert_forwarded(&appapi_heartbeat(&s, "b27moved", old.port()).await);
+    assert_eq!(old.count(), 1);
+    s.nc.remove_app("b27moved");
+    s.nc.set_app("b27moved", s.record(&[]));
+    assert_forwarded(&appapi_heartbeat(&s, "b27moved", s.echo.port()).await);
+    assert_eq!(s.echo.count(), 1, "the heartbeat went to the old port");
+    assert_eq!(old.count(), 1);
+    assert_eq!(s.nc.count("exapp-meta"), 2);
+    // Matching requests use the cache; mismatching ones ask again at most every 2 s.
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_forwarded(&appapi_heartbeat(&s, "b27moved", s.echo.port()).await);
+        assert_forwarded(&appapi_heartbeat(&s, "b27moved", old.port()).await);
+    }
+    let allowed = 3 + (started.elapsed().as_secs() / 2) as usize;
+    assert!(
+        s.nc.count("exapp-meta") <= allowed,
+        "{}",
+        s.nc.count("exapp-meta")
+    );
+    assert_eq!(
+        s.echo.count(),
+        11,
+        "the record, not the header, is where requests go"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn b28_appapi_request_for_unknown_app_uses_header_address() {
     let s = Setup::empty(&[]).await;

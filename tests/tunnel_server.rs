@@ -1081,6 +1081,49 @@ async fn refused_new_proxies_ask_nextcloud_again_at_most_every_two_seconds() {
     assert_eq!(meta_calls(&nc, "ghostapp"), calls + 1);
 }
 
+/// A request as AppAPI sends it to an ExApp through harp (the six headers, the ExApp's secret
+/// in AUTHORIZATION-APP-API).
+async fn appapi_get(harp: &Harp, app: &str, port: u16, path: &str) -> RawOutcome {
+    let port = port.to_string();
+    let headers = [
+        ("EX-APP-VERSION", "1.0.0"),
+        ("EX-APP-ID", app),
+        ("EX-APP-HOST", "127.0.0.1"),
+        ("EX-APP-PORT", port.as_str()),
+        ("AUTHORIZATION-APP-API", "YWRtaW46dG9r"),
+        ("harp-shared-key", KEY),
+    ];
+    get(harp.http_addr(), &format!("/exapps/{app}{path}"), &headers).await
+}
+
+/// Issue 10 (2), AppAPI's exact sequence: register, requests during the deploy (harp caches the
+/// record), unregister without ever enabling (AppAPI then never calls `DELETE /exapp_storage`),
+/// register again on another port. Before the fix the stale record stayed for good: the
+/// NewProxy for the new port was refused ("Nextcloud has it on port 23042") and AppAPI's
+/// heartbeats went to the old port.
+#[tokio::test(flavor = "multi_thread")]
+async fn reregistered_exapp_on_another_port_gets_its_tunnel_and_appapis_requests() {
+    const OLD: u16 = 23042;
+    const NEW: u16 = 23043;
+    let nc = StubNextcloud::start().await;
+    nc.set_app("moved", exapp_record(OLD));
+    let url = nc.url();
+    let harp = plain_harp(&[("NC_INSTANCE_URL", url.as_str())]);
+    // The deploy's heartbeat: nothing runs yet, but harp now holds the record.
+    let out = appapi_get(&harp, "moved", OLD, "/heartbeat").await;
+    assert_eq!(out.status(), 503, "{out:?}");
+    nc.remove_app("moved");
+    nc.set_app("moved", exapp_record(NEW));
+    let echo = EchoBackend::start().await;
+    let mut opts = ClientOpts::new(harp.frp_addr());
+    opts.backend = Some(echo.addr());
+    let mut exapp = Frpc::login(&opts).await.unwrap();
+    exapp.tcp_proxy("moved", NEW).await;
+    let out = appapi_get(&harp, "moved", NEW, "/heartbeat").await;
+    assert_eq!(out.status(), 200, "{out:?}");
+    assert_eq!(echo.last_request().unwrap().target, "/heartbeat");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn q10_strict_ports_off_restores_harp_behaviour() {
     let harp = plain_harp(&[("HP_FRP_STRICT_PORTS", "false")]);

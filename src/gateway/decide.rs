@@ -170,7 +170,20 @@ async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
             .unwrap_or("")
     };
     let authorization = header("authorization-app-api");
-    let record = match state.apps.get(&state.nextcloud, req.app_lower).await {
+    // AppAPI names the port it has for the app. Another port than the cached record's means a
+    // stale record (AppAPI tells harp only on enable and disable; an app unregistered before it
+    // was enabled and registered again elsewhere): Nextcloud is asked again, at most once per
+    // app every 2 s.
+    let named_port = header("ex-app-port").trim().parse::<u16>().ok();
+    let outdated = |cached: Option<&ExAppRecord>| match (cached, named_port) {
+        (Some(r), Some(p)) => r.nextcloud_port != p,
+        _ => false,
+    };
+    let record = match state
+        .apps
+        .get_current(&state.nextcloud, req.app_lower, outdated)
+        .await
+    {
         Ok(record) => Some(record),
         // The app is known but where it runs is not (a Kubernetes API error): the address in
         // the headers is AppAPI's logical host, not one to dial.
@@ -197,7 +210,7 @@ async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
     let (host, port, version) = match &record {
         Some(r) => (r.host.clone(), r.port, r.version.clone()),
         None => {
-            let Ok(port) = header("ex-app-port").trim().parse::<u16>() else {
+            let Some(port) = named_port else {
                 return Verdict::Deny {
                     status: 503,
                     strike: false,

@@ -50,6 +50,9 @@ pub struct ExAppRecord {
     pub version: String,
     pub host: Host,
     pub port: u16,
+    /// The port Nextcloud has for the app (AppAPI's `ex-app-port`), also when the Kubernetes
+    /// backend replaced `host` and `port` with where the app really runs.
+    pub nextcloud_port: u16,
     pub routes: Vec<Route>,
 }
 
@@ -155,6 +158,7 @@ impl ExAppRecord {
             version,
             host,
             port,
+            nextcloud_port: port,
             routes,
         })
     }

@@ -77,9 +77,11 @@ pub fn check_request(req: &NewProxy) -> Result<(), String> {
 /// The anti-squatting check (harp-behaviour Q10): an ExApp port only for the ExApp that
 /// Nextcloud registered with it. Docker-engine ports are not known to Nextcloud and pass.
 ///
-/// A cached "not found" is asked again before it refuses (bounded per app, see
+/// A cached "not found" or another port is asked again before it refuses (bounded per app, see
 /// `ExAppDirectory::get_current`): a request for an app that was not registered yet must not
-/// lock out its tunnel when AppAPI installs it moments later (frpc retries only after 30 s).
+/// lock out its tunnel when AppAPI installs it moments later (frpc retries only after 30 s),
+/// nor a stale record (AppAPI tells harp about an app only when it is enabled or disabled) an
+/// app registered again on another port.
 pub async fn check_owner(
     state: &AppState,
     name: &str,
@@ -92,17 +94,17 @@ pub async fn check_owner(
     let app = name.to_ascii_lowercase();
     match timeout(
         STRICT_LOOKUP_TIMEOUT,
-        state
-            .apps
-            .get_current(&state.nextcloud, &app, |cached| cached.is_none()),
+        state.apps.get_current(&state.nextcloud, &app, |cached| {
+            cached.is_none_or(|r| r.nextcloud_port != port)
+        }),
     )
     .await
     {
-        Ok(Ok(record)) if record.port == port => Ok(()),
+        Ok(Ok(record)) if record.nextcloud_port == port => Ok(()),
         Ok(Ok(record)) => Err(format!(
             "port [{port}] is not the port of ExApp [{name}]: Nextcloud has it on port {} \
              (HP_FRP_STRICT_PORTS)",
-            record.port
+            record.nextcloud_port
         )),
         Ok(Err(LookupError::NotFound)) => Err(format!(
             "port [{port}] is reserved for ExApps and [{name}] is not an ExApp registered in \
