@@ -71,11 +71,12 @@ fn http() -> reqwest::Client {
 pub async fn run(settings: &Settings, app: Option<&str>) -> Vec<Check> {
     let client = http();
     let proxies = connected_proxies(&client, settings).await;
+    let key = running_key(&client, settings).await;
     vec![
         nextcloud(&client, settings).await,
         shared_key(&client, settings, app).await,
-        gateway(&client, settings).await,
-        outer_proxy(&client, settings).await,
+        gateway(&client, settings, key).await,
+        outer_proxy(&client, settings, key).await,
         docker(settings).await,
         tunnels(&client, settings, app, &proxies).await,
         remote_engines(&client, &proxies).await,
@@ -99,15 +100,16 @@ async fn kubernetes_api(s: &Settings) -> Check {
             Check::fail(
                 NAME,
                 e.to_string(),
-                "set HP_K8S_API_SERVER and HP_K8S_BEARER_TOKEN(_FILE), or run harp in a pod                  with a service account (harp check-config lists what is missing)",
+                "set HP_K8S_API_SERVER and HP_K8S_BEARER_TOKEN(_FILE), or run harp in a pod \
+                 with a service account (harp check-config lists what is missing)",
             )
         }
         Ok(Err(ApiError::Unreachable(detail))) => Check::fail(
             NAME,
             format!("{url}: {detail}"),
-            if detail.contains("certificate") || detail.contains("tls") || detail.contains("TLS")
-            {
-                "the API server's certificate is not trusted: set HP_K8S_CA_FILE to its CA                  (or, only for a test cluster, HP_K8S_VERIFY_SSL=false)"
+            if detail.contains("certificate") || detail.contains("tls") || detail.contains("TLS") {
+                "the API server's certificate is not trusted: set HP_K8S_CA_FILE to its CA \
+                 (or, only for a test cluster, HP_K8S_VERIFY_SSL=false)"
             } else {
                 "check HP_K8S_API_SERVER and that this host can reach it"
             },
@@ -115,7 +117,8 @@ async fn kubernetes_api(s: &Settings) -> Check {
         Ok(Err(ApiError::Status { code: 401, .. })) => Check::fail(
             NAME,
             format!("{url} refused the token (401)"),
-            "the token is wrong or expired: check HP_K8S_BEARER_TOKEN or              HP_K8S_BEARER_TOKEN_FILE",
+            "the token is wrong or expired: check HP_K8S_BEARER_TOKEN or \
+             HP_K8S_BEARER_TOKEN_FILE",
         ),
         Ok(Err(e)) => Check::fail(
             NAME,
@@ -165,11 +168,13 @@ async fn kubernetes_permissions(s: &Settings) -> Check {
         NAME,
         format!("not allowed: {}", denied.join(", ")),
         if only_nodes {
-            "only expose type nodeport needs to list nodes: apply              deploy/kubernetes/clusterrole-nodes.yaml, or use another expose type"
+            "only expose type nodeport needs to list nodes: apply \
+             deploy/kubernetes/clusterrole-nodes.yaml, or use another expose type"
                 .to_string()
         } else {
             format!(
-                "grant these verbs to harp's service account in namespace {:?} (the Role in                  deploy/kubernetes/role.yaml)",
+                "grant these verbs to harp's service account in namespace {:?} (the Role in \
+                 deploy/kubernetes/role.yaml)",
                 s.k8s.namespace
             )
         },
@@ -244,8 +249,71 @@ fn loopback(mut addr: std::net::SocketAddr) -> std::net::SocketAddr {
     addr
 }
 
-async fn gateway(client: &reqwest::Client, s: &Settings) -> Check {
+/// Whether the running harp has this doctor's key, asked on the ops listener: a wrong key sent
+/// to the gateway would be a brute-force strike on this host's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunningKey {
+    Same,
+    Different,
+    Unknown,
+}
+
+async fn running_key(client: &reqwest::Client, s: &Settings) -> RunningKey {
+    let url = format!("http://{}/key-check", loopback(s.ops_address));
+    for _ in 0..3 {
+        match client
+            .get(&url)
+            .header("harp-shared-key", &s.shared_key)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().as_u16() == 204 => return RunningKey::Same,
+            Ok(r) if r.status().as_u16() == 403 => return RunningKey::Different,
+            // Another doctor asked within the second.
+            Ok(r) if r.status().as_u16() == 429 => {
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+            }
+            _ => return RunningKey::Unknown,
+        }
+    }
+    RunningKey::Unknown
+}
+
+const DIFFERENT_KEY: &str =
+    "the running harp has a different key; restart it after changing HP_SHARED_KEY";
+
+async fn gateway(client: &reqwest::Client, s: &Settings, key: RunningKey) -> Check {
     let url = format!("http://{}/exapps/app_api/info", loopback(s.exapps_address));
+    match key {
+        RunningKey::Same => {}
+        RunningKey::Different => {
+            return Check::fail(
+                "gateway",
+                "harp's ops listener says HP_SHARED_KEY differs from the running harp's \
+                 (not sent to the gateway: a wrong key is a brute-force strike)",
+                DIFFERENT_KEY,
+            )
+        }
+        RunningKey::Unknown => {
+            return match tokio::net::TcpStream::connect(loopback(s.exapps_address)).await {
+                Ok(_) => Check::skipped(
+                    "gateway",
+                    format!(
+                        "{} accepts connections; the key was not checked (the ops listener on \
+                         {} does not answer, and a wrong key sent to the gateway is a \
+                         brute-force strike)",
+                        loopback(s.exapps_address),
+                        loopback(s.ops_address)
+                    ),
+                ),
+                Err(e) => Check::fail(
+                    "gateway",
+                    format!("{}: {e}", loopback(s.exapps_address)),
+                    "start harp (`harp`), then run the doctor again",
+                ),
+            };
+        }
+    }
     match client
         .get(&url)
         .header("harp-shared-key", &s.shared_key)
@@ -266,7 +334,10 @@ async fn gateway(client: &reqwest::Client, s: &Settings) -> Check {
     }
 }
 
-async fn outer_proxy(client: &reqwest::Client, s: &Settings) -> Check {
+async fn outer_proxy(client: &reqwest::Client, s: &Settings, key: RunningKey) -> Check {
+    if key == RunningKey::Different {
+        return Check::skipped("reverse proxy", format!("not checked: {DIFFERENT_KEY}"));
+    }
     let url = format!("{}/exapps/app_api/info", s.nc_instance_url);
     let sent = client
         .get(&url)

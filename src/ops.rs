@@ -1,6 +1,7 @@
 //! The operations listener (HP_OPS_ADDRESS, loopback by default): liveness (`/heartbeat`),
 //! readiness (`/ready`: Nextcloud reachable), Prometheus metrics (`/metrics`) and the connected
-//! FRP proxies (`/tunnels`, read by `harp doctor`). Separate from
+//! FRP proxies (`/tunnels`, read by `harp doctor`), and `/key-check` (is `harp-shared-key` the
+//! running harp's key; once a second at most). Separate from
 //! the ExApp listeners so probes never pass through the brute-force guard.
 
 use crate::state::AppState;
@@ -12,11 +13,47 @@ use std::sync::Arc;
 
 pub struct OpsApp {
     state: Arc<AppState>,
+    /// When the last `/key-check` was answered (ms since start): one a second at most.
+    last_key_check: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
 }
+
+/// `/key-check` answers at most once per this many milliseconds, so the ops listener (which
+/// has no brute-force guard) is no way to guess the key.
+const KEY_CHECK_INTERVAL_MS: u64 = 1000;
 
 impl OpsApp {
     pub fn new(state: Arc<AppState>) -> Self {
-        OpsApp { state }
+        OpsApp {
+            state,
+            last_key_check: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// `harp doctor` asks whether its HP_SHARED_KEY is the running harp's without sending it
+    /// to the gateway, where a wrong key is a brute-force strike on the host's own address.
+    fn key_check(&self, session: &ServerSession) -> u16 {
+        use std::sync::atomic::Ordering;
+        let now = self.started.elapsed().as_millis() as u64 + KEY_CHECK_INTERVAL_MS;
+        let last = self.last_key_check.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < KEY_CHECK_INTERVAL_MS
+            || self
+                .last_key_check
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return 429;
+        }
+        let presented = session
+            .req_header()
+            .headers
+            .get("harp-shared-key")
+            .map(|v| v.as_bytes());
+        match presented {
+            Some(key) if self.state.is_shared_key(key) => 204,
+            _ => 403,
+        }
     }
 
     async fn ready(&self) -> (u16, String) {
@@ -109,6 +146,7 @@ impl ServeHttp for OpsApp {
                 respond(status, JSON, body.into_bytes())
             }
             "/tunnels" => respond(200, JSON, self.tunnels().into_bytes()),
+            "/key-check" => respond(self.key_check(session), JSON, Vec::new()),
             "/metrics" => respond(
                 200,
                 "text/plain; version=0.0.4",

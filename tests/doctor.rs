@@ -54,6 +54,7 @@ async fn doctor_finds_the_missing_exapps_location_and_a_running_gateway() {
     let env = [
         ("NC_INSTANCE_URL", nc.url()),
         ("HP_EXAPPS_ADDRESS", address),
+        ("HP_OPS_ADDRESS", harp.ops_addr().to_string()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (ok, text) = doctor(&env, &["--app", "skeleton"]);
@@ -63,6 +64,52 @@ async fn doctor_finds_the_missing_exapps_location_and_a_running_gateway() {
     // The stub Nextcloud has no /exapps/ location: the outer proxy check must say so.
     assert!(text.contains("FAIL  reverse proxy"), "{text}");
     assert!(text.contains("docs/reverse-proxy"), "{text}");
+}
+
+/// A stale key in the doctor's environment must never ban the host it runs on: it asks the
+/// ops listener instead of sending the key to the gateway (issue 11, item 6).
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_with_a_stale_key_never_strikes_the_gateway() {
+    let nc = StubNextcloud::start().await;
+    let harp = Harp::start(&[("NC_INSTANCE_URL", &nc.url()), ("HP_BLACKLIST_COUNT", "2")]);
+    let env = [
+        ("NC_INSTANCE_URL", nc.url()),
+        ("HP_SHARED_KEY", "the-old-key".to_string()),
+        ("HP_EXAPPS_ADDRESS", harp.http_addr().to_string()),
+        ("HP_OPS_ADDRESS", harp.ops_addr().to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for _ in 0..3 {
+        let (ok, text) = doctor(&env, &[]);
+        assert!(!ok, "{text}");
+        assert!(
+            text.contains(
+                "the running harp has a different key; restart it after changing HP_SHARED_KEY"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("is another program"), "{text}");
+    }
+    // With two strikes allowed, three doctor runs that had struck would have banned 127.0.0.1.
+    let status = client()
+        .get(harp.url("/exapps/app_api/info"))
+        .header("harp-shared-key", "wrong-but-harmless-once")
+        .send()
+        .await
+        .expect("not dropped: 127.0.0.1 is not banned")
+        .status();
+    assert_eq!(status, 401);
+    // The key check itself answers once a second at most (no brute-force oracle).
+    let ops = |key: &'static str| {
+        client()
+            .get(harp.ops_url("/key-check"))
+            .header("harp-shared-key", key)
+            .send()
+    };
+    let first = ops(KEY).await.unwrap().status().as_u16();
+    let second = ops("guess").await.unwrap().status().as_u16();
+    assert!(first == 204 || first == 429, "{first}");
+    assert_eq!(second, 429);
 }
 
 #[tokio::test(flavor = "multi_thread")]
