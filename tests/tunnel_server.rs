@@ -681,6 +681,48 @@ async fn tls_off_still_accepts_tls_clients_when_a_certificate_exists() {
         .expect("plain client refused in TLS-optional mode");
 }
 
+/// `harp_bruteforce_strikes_total` from the ops listener.
+async fn strikes(harp: &Harp) -> f64 {
+    let out = get(harp.ops_addr(), "/metrics", &[]).await;
+    out.body_str()
+        .lines()
+        .find_map(|l| l.strip_prefix("harp_bruteforce_strikes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("no harp_bruteforce_strikes_total in /metrics")
+}
+
+/// Issue 10 (3): host-network ExApps share their IP with users; bad user requests ban it, and
+/// before the fix the ban also refused the ExApps' tunnel logins ("banned"). A login with the
+/// shared key and a client certificate from harp's CA is never refused by a ban (Q1 applied to
+/// the tunnel) and is no strike; without the key it is still "banned".
+#[tokio::test(flavor = "multi_thread")]
+async fn q1_ban_never_refuses_a_tunnel_login_with_the_key_and_a_client_certificate() {
+    const PORT: u16 = 24044;
+    let certs = make_certs();
+    let harp = tls_harp(&certs, &[("HP_BLACKLIST_COUNT", "3")]);
+    let ip: IpAddr = "127.0.0.64".parse().unwrap();
+    for _ in 0..3 {
+        let out = get_from(ip, harp.http_addr(), "/exapps/app_api/info", &[]).await;
+        assert_eq!(out.status(), 401, "{out:?}");
+    }
+    let out = get_from(ip, harp.http_addr(), "/exapps/app_api/info", &[]).await;
+    assert!(out.is_silent_drop(), "not banned: {out:?}");
+    let echo = EchoBackend::start().await;
+    let mut opts = ClientOpts::new(harp.frp_addr());
+    opts.tls = Some(certs.client());
+    opts.source = Some(ip);
+    opts.backend = Some(echo.addr());
+    let mut engine = Frpc::login(&opts)
+        .await
+        .expect("the ban refused a login with the key and a client certificate");
+    engine.tcp_proxy("banned-host-engine", PORT).await;
+    assert_http_through(PORT, &echo, "/_ping").await;
+    let mut wrong = opts.clone();
+    wrong.key = Some("not-the-key".into());
+    assert_eq!(Frpc::login(&wrong).await.err().unwrap(), "banned");
+    assert_eq!(strikes(&harp).await, 3.0, "a tunnel login was struck");
+}
+
 // ---------------------------------------------------------------------------------------------
 // yamux and framing details (§3, §4)
 // ---------------------------------------------------------------------------------------------

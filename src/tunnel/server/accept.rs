@@ -39,6 +39,8 @@ pub enum Framing {
 pub struct Accepted {
     pub io: BoxIo,
     pub tls: bool,
+    /// The client presented a certificate that chains to harp's CA (mutual TLS, TLS forced).
+    pub client_cert: bool,
     pub framing: Framing,
 }
 
@@ -101,7 +103,7 @@ fn framing_of(byte: u8) -> Result<Framing, AcceptError> {
 /// Classifies `stream` and runs the TLS handshake when the client starts one.
 pub async fn accept(mut stream: BoxIo, tls: &TlsSetup) -> Result<Accepted, AcceptError> {
     let byte = first_byte(&mut stream).await?;
-    let transport: BoxIo = match byte {
+    let (mut transport, client_cert) = match byte {
         CUSTOM_TLS_HEAD_BYTE => handshake(stream, tls).await?,
         TLS_HANDSHAKE_RECORD => handshake(Box::new(Rewind::new(vec![byte], stream)), tls).await?,
         _ if tls.forced() => return Err(AcceptError::PlainRefused),
@@ -110,19 +112,22 @@ pub async fn accept(mut stream: BoxIo, tls: &TlsSetup) -> Result<Accepted, Accep
                 framing: framing_of(byte)?,
                 io: Box::new(Rewind::new(vec![byte], stream)),
                 tls: false,
+                client_cert: false,
             })
         }
     };
-    let mut transport = transport;
     let byte = first_byte(&mut transport).await?;
     Ok(Accepted {
         framing: framing_of(byte)?,
         io: Box::new(Rewind::new(vec![byte], transport)),
         tls: true,
+        client_cert,
     })
 }
 
-async fn handshake(stream: BoxIo, tls: &TlsSetup) -> Result<BoxIo, AcceptError> {
+/// The TLS stream, and whether the client presented a certificate (only asked for, and then
+/// verified against `ca.crt`, while TLS is forced).
+async fn handshake(stream: BoxIo, tls: &TlsSetup) -> Result<(BoxIo, bool), AcceptError> {
     let config: Arc<rustls::ServerConfig> =
         tls.server_config().ok_or(AcceptError::NoCertificate)?;
     match timeout(
@@ -131,7 +136,14 @@ async fn handshake(stream: BoxIo, tls: &TlsSetup) -> Result<BoxIo, AcceptError> 
     )
     .await
     {
-        Ok(Ok(tls_stream)) => Ok(Box::new(tls_stream)),
+        Ok(Ok(tls_stream)) => {
+            let client_cert = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|chain| !chain.is_empty());
+            Ok((Box::new(tls_stream), client_cert))
+        }
         Ok(Err(e)) => Err(AcceptError::Handshake(e.to_string())),
         Err(_) => Err(AcceptError::Handshake(format!(
             "not finished within {TLS_HANDSHAKE_TIMEOUT:?}"

@@ -195,12 +195,14 @@ async fn refuse(io: &mut BoxIo, peer: SocketAddr, error: &str, reason: &str) {
 }
 
 /// Handles a Login received as the first message of `io` (a yamux stream, or a whole direct
-/// connection), then runs the control until it ends. `session` is the yamux session it came on.
+/// connection), then runs the control until it ends. `session` is the yamux session it came on;
+/// `client_cert`: the connection presented a client certificate from harp's CA.
 pub async fn serve(
     tunnel: Arc<Tunnel>,
     mut io: BoxIo,
     login: Login,
     peer: SocketAddr,
+    client_cert: bool,
     session: Option<Arc<SessionCtx>>,
     heartbeat_timeout: Option<Duration>,
 ) {
@@ -216,7 +218,7 @@ pub async fn serve(
         error,
         reason,
         strike,
-    }) = login::authenticate(&tunnel.state, ip, &login)
+    }) = login::authenticate(&tunnel.state, ip, &login, client_cert)
     {
         if strike {
             tunnel.state.strike(ip);

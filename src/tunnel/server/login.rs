@@ -3,6 +3,12 @@
 //! key (else a brute-force strike and frps' plugin-failure text), then the frp
 //! `privilege_key` must match the (empty) frp token.
 //!
+//! One difference (our Q1 rule, callers holding the shared key are never struck, applied to the
+//! tunnel): a ban does not refuse a client that presents the shared key and a client
+//! certificate from harp's CA. Host-network ExApps share their IP with users, and a user's bad
+//! requests must not cut the ExApps' tunnels. Without both, a banned IP still gets `banned`,
+//! whatever its token (no hint whether the token was right).
+//!
 //! A wrong `privilege_key` adds no strike: with the empty token it proves nothing secret, and a
 //! client that fails it holds the right shared key but a non-empty `auth.token` (a
 //! configuration mistake that frpc retries forever; striking would ban that host's IP for
@@ -34,16 +40,24 @@ pub struct Rejection {
     pub strike: bool,
 }
 
-pub fn authenticate(state: &AppState, ip: IpAddr, login: &Login) -> Result<(), Rejection> {
-    if state.bans.is_banned(ip) {
+/// `client_cert`: the connection presented a certificate that chains to harp's CA.
+pub fn authenticate(
+    state: &AppState,
+    ip: IpAddr,
+    login: &Login,
+    client_cert: bool,
+) -> Result<(), Rejection> {
+    let token = login.metas.get("token");
+    let key_valid = token.is_some_and(|t| state.is_shared_key(t.as_bytes()));
+    if !(client_cert && key_valid) && state.bans.is_banned(ip) {
         return Err(Rejection {
             error: ERR_BANNED,
             reason: "the client IP is banned (brute-force protection)",
             strike: false,
         });
     }
-    match login.metas.get("token") {
-        Some(token) if state.is_shared_key(token.as_bytes()) => {}
+    match token {
+        Some(_) if key_valid => {}
         Some(_) => {
             return Err(Rejection {
                 error: ERR_PLUGIN,

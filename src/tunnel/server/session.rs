@@ -47,13 +47,16 @@ enum Phase {
 /// Shared between a session's loop and its stream tasks.
 pub struct SessionCtx {
     pub peer: SocketAddr,
+    /// The connection presented a client certificate from harp's CA.
+    pub client_cert: bool,
     phase: watch::Sender<Phase>,
 }
 
 impl SessionCtx {
-    fn new(peer: SocketAddr) -> SessionCtx {
+    fn new(peer: SocketAddr, client_cert: bool) -> SessionCtx {
         SessionCtx {
             peer,
+            client_cert,
             phase: watch::channel(Phase::Fresh).0,
         }
     }
@@ -107,9 +110,10 @@ pub async fn serve(
     peer: SocketAddr,
     shutdown: ShutdownWatch,
 ) {
+    let client_cert = accepted.client_cert;
     match accepted.framing {
-        Framing::Yamux => serve_yamux(tunnel, accepted.io, peer, shutdown).await,
-        Framing::Direct => serve_direct(tunnel, accepted.io, peer).await,
+        Framing::Yamux => serve_yamux(tunnel, accepted.io, peer, client_cert, shutdown).await,
+        Framing::Direct => serve_direct(tunnel, accepted.io, peer, client_cert).await,
     }
 }
 
@@ -117,10 +121,11 @@ async fn serve_yamux(
     tunnel: Arc<Tunnel>,
     io: BoxIo,
     peer: SocketAddr,
+    client_cert: bool,
     mut shutdown: ShutdownWatch,
 ) {
     let mut session = Session::new_server(io, yamux_config());
-    let ctx = Arc::new(SessionCtx::new(peer));
+    let ctx = Arc::new(SessionCtx::new(peer, client_cert));
     let mut phase = ctx.phase.subscribe();
     let mut tasks = JoinSet::new();
     // No control yet: the login must come within the first-message timeout.
@@ -203,7 +208,17 @@ async fn serve_stream(tunnel: Arc<Tunnel>, ctx: Arc<SessionCtx>, mut stream: Str
                 log::warn!("tunnel: client {peer}: a second Login on one connection, ignored");
                 return;
             }
-            control::serve(tunnel, Box::new(stream), login, peer, Some(ctx), None).await;
+            let client_cert = ctx.client_cert;
+            control::serve(
+                tunnel,
+                Box::new(stream),
+                login,
+                peer,
+                client_cert,
+                Some(ctx),
+                None,
+            )
+            .await;
         }
         Message::NewWorkConn(req) => {
             let control = ctx.control().filter(|c| c.run_id == req.run_id);
@@ -238,7 +253,7 @@ fn offer(
 }
 
 /// tcpMux off: this connection is one frp connection.
-async fn serve_direct(tunnel: Arc<Tunnel>, mut io: BoxIo, peer: SocketAddr) {
+async fn serve_direct(tunnel: Arc<Tunnel>, mut io: BoxIo, peer: SocketAddr, client_cert: bool) {
     let first = match timeout(FIRST_BYTES_TIMEOUT, read_plain(&mut io, Peer::Client)).await {
         Ok(Ok(msg)) => msg,
         Ok(Err(e)) => {
@@ -257,6 +272,7 @@ async fn serve_direct(tunnel: Arc<Tunnel>, mut io: BoxIo, peer: SocketAddr) {
                 io,
                 login,
                 peer,
+                client_cert,
                 None,
                 Some(DIRECT_HEARTBEAT_TIMEOUT),
             )
