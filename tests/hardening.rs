@@ -189,3 +189,133 @@ async fn q3_hostile_path_forms_never_reach_an_nginx_admin_location() {
         assert_eq!(out.body_str(), ADMIN_BODY, "admin {form}: {out:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// One Content-Length upstream (RFC 9110 8.6)
+// ---------------------------------------------------------------------------------------------
+
+async fn public_app(app: &str, env: &[(&str, &str)]) -> (StubNextcloud, EchoBackend, Harp) {
+    let nc = StubNextcloud::start().await;
+    let echo = EchoBackend::start().await;
+    nc.set_app(
+        app,
+        StubNextcloud::record(
+            "tok",
+            "1.0.0",
+            "127.0.0.1",
+            echo.port(),
+            &[(".*", PUBLIC, &[])],
+        ),
+    );
+    let url = nc.url();
+    let mut all = vec![("NC_INSTANCE_URL", url.as_str())];
+    all.extend_from_slice(env);
+    let harp = Harp::start(&all);
+    (nc, echo, harp)
+}
+
+fn post_with_lengths(addr: SocketAddr, path: &str, lengths: &[&str], body: &str) -> Vec<u8> {
+    let mut req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for l in lengths {
+        req.push_str(&format!("Content-Length: {l}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    req.into_bytes()
+}
+
+/// An ExApp that records each request head as received (hyper, under the echo backend, drops
+/// a repeated identical `Content-Length` line before anyone can see it) and answers `ok`.
+struct RawHeadBackend {
+    addr: SocketAddr,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawHeadBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawHeadBackend {
+    async fn start() -> RawHeadBackend {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = heads.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                    log.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..end]).into_owned());
+                    let _ = conn
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                });
+            }
+        });
+        RawHeadBackend { addr, heads, task }
+    }
+
+    /// The `Content-Length` lines of the last request head, values as sent.
+    fn last_content_lengths(&self) -> Vec<String> {
+        let heads = self.heads.lock().unwrap();
+        let head = heads.last().expect("the ExApp received no request");
+        head.lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_content_lengths_reach_the_exapp_as_one() {
+    let exapp = RawHeadBackend::start().await;
+    let nc = StubNextcloud::start().await;
+    nc.set_app(
+        "clone",
+        StubNextcloud::record(
+            "tok",
+            "1.0.0",
+            "127.0.0.1",
+            exapp.addr.port(),
+            &[(".*", PUBLIC, &[])],
+        ),
+    );
+    let harp = Harp::start(&[("NC_INSTANCE_URL", &nc.url())]);
+    let addr = harp.http_addr();
+    for lengths in [&["5", "5"][..], &["5, 5"], &["5,5", "5"]] {
+        let req = post_with_lengths(addr, "/exapps/clone/x", lengths, "hello");
+        let out = raw_request(addr, &req, Duration::from_secs(10)).await;
+        assert_eq!(out.status(), 200, "{lengths:?}: {out:?}");
+        assert_eq!(exapp.last_content_lengths(), vec!["5"], "{lengths:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn differing_content_lengths_are_refused_with_400() {
+    let (_nc, echo, harp) = public_app("cldiff", &[]).await;
+    let addr = harp.http_addr();
+    for lengths in [&["5", "6"][..], &["5, 6"], &["5", "5, 4"]] {
+        let req = post_with_lengths(addr, "/exapps/cldiff/x", lengths, "hello");
+        let out = raw_request(addr, &req, Duration::from_secs(10)).await;
+        assert_eq!(out.status(), 400, "{lengths:?}: {out:?}");
+    }
+    assert_eq!(echo.count(), 0);
+}

@@ -156,6 +156,32 @@ impl Gateway {
     }
 }
 
+/// RFC 9110 8.6: Pingora accepts a `Content-Length` repeated with one value (two lines, or
+/// `5, 5`) and refuses differing ones with 400; the ExApp gets that value once, as HAProxy
+/// sends it, since strict servers refuse the repetition.
+fn single_content_length(upstream: &mut RequestHeader) -> Result<()> {
+    let values = upstream.headers.get_all(http::header::CONTENT_LENGTH);
+    let mut iter = values.iter();
+    let repeated = match (iter.next(), iter.next()) {
+        (Some(first), None) => first.as_bytes().contains(&b','),
+        (Some(_), Some(_)) => true,
+        _ => false,
+    };
+    if !repeated {
+        return Ok(());
+    }
+    let Some(value) = values
+        .iter()
+        .next()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_string())
+    else {
+        return Ok(());
+    };
+    upstream.insert_header(http::header::CONTENT_LENGTH, value)
+}
+
 fn upstream_uri(path: &str, query: Option<&str>) -> Result<Uri> {
     let text = match query {
         Some(q) => format!("{path}?{q}"),
@@ -366,6 +392,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         // Our Q11 difference: the shared key never reaches an ExApp or a Docker engine.
         upstream.remove_header("harp-shared-key");
+        single_content_length(upstream)?;
         match &ctx.upstream {
             Some(Upstream::ExApp {
                 target,
