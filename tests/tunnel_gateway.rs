@@ -196,6 +196,34 @@ async fn lost_tunnel_is_503_and_loopback_traffic_returns_after_re_login() {
     tunnel_loss_and_return("tunlossport", 23504, "false").await;
 }
 
+/// Issue 10 (4): an ExApp's record names a tunnel port on loopback; while its tunnel is down,
+/// another program holds that port. Before the fix harp forwarded AppAPI's requests, with the
+/// ExApp's secret in AUTHORIZATION-APP-API, and users' requests to that program. Now only a
+/// port harp's own tunnel server holds is forwarded to; anything else is the 503 page of a dead
+/// ExApp.
+#[tokio::test(flavor = "multi_thread")]
+async fn exapp_secret_never_reaches_a_stranger_on_a_tunnel_port() {
+    const PORT: u16 = 23506;
+    let d = Deployment::start("tunstranger", PORT, &[]).await;
+    let stranger = EchoBackend::start_on(&format!("127.0.0.1:{PORT}")).await;
+    let port = PORT.to_string();
+    let appapi = [
+        ("EX-APP-VERSION", "1.0.0"),
+        ("EX-APP-ID", "tunstranger"),
+        ("EX-APP-HOST", "127.0.0.1"),
+        ("EX-APP-PORT", port.as_str()),
+        ("AUTHORIZATION-APP-API", "YWRtaW46dG9r"),
+        ("harp-shared-key", KEY),
+    ];
+    let out = get(d.harp.http_addr(), "/exapps/tunstranger/heartbeat", &appapi).await;
+    assert_eq!(out.status(), 503, "{out:?}");
+    assert_eq!(out.body_str(), PAGE_503);
+    let out = d.get("/page").await;
+    assert_eq!(out.status(), 503, "{out:?}");
+    assert_eq!(out.body_str(), PAGE_503);
+    assert_eq!(stranger.count(), 0, "a stranger got the ExApp's requests");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_the_frp_certificates() {
     const PORT: u16 = 23505;

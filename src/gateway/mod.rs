@@ -324,16 +324,28 @@ impl ProxyHttp for Gateway {
         ctx.connect_attempts += 1;
         let mut peer = match &ctx.upstream {
             Some(Upstream::ExApp { target, .. }) => {
+                let port = target.addr.port();
+                // A tunnel port on loopback is only ever reached through harp's own tunnel
+                // server: while the ExApp's tunnel is down another program may hold the port,
+                // and AppAPI's requests carry the ExApp's secret. Checked at every attempt, so
+                // the request is retried and answered as for a dead ExApp.
+                let tunnel = target.addr.ip().is_loopback()
+                    && crate::tunnel::server::policy::port_kind(port).is_some();
+                if tunnel && !self.state.tunnels.holds(port) {
+                    let mut e = Error::explain(
+                        ErrorType::ConnectRefused,
+                        format!("no tunnel client holds port {port}"),
+                    );
+                    e.set_retry(ctx.connect_attempts <= CONNECT_RETRIES);
+                    return Err(e);
+                }
                 let mut peer = HttpPeer::new(target.addr, false, String::new());
-                if self.state.settings.tunnel_in_process && target.addr.ip().is_loopback() {
-                    let port = target.addr.port();
-                    if self.state.tunnels.lookup(port).is_some() {
-                        peer.options.custom_l4 = Some(Arc::new(tunnel_peer::TunnelConnector {
-                            registry: self.state.tunnels.clone(),
-                            port,
-                            client: SocketAddr::new(ctx.client_ip, 0),
-                        }));
-                    }
+                if tunnel && self.state.settings.tunnel_in_process {
+                    peer.options.custom_l4 = Some(Arc::new(tunnel_peer::TunnelConnector {
+                        registry: self.state.tunnels.clone(),
+                        port,
+                        client: SocketAddr::new(ctx.client_ip, 0),
+                    }));
                 }
                 peer
             }

@@ -111,6 +111,17 @@ impl Registry {
         ))
     }
 
+    /// Whether a proxy of a logged-in client listens on `port` (the gateway's check before it
+    /// dials a tunnel port; allocates nothing).
+    pub fn holds(&self, port: u16) -> bool {
+        let inner = self.lock();
+        inner
+            .ports
+            .get(&port)
+            .and_then(|name| inner.proxies.get(name))
+            .is_some_and(|entry| entry.listener.is_some())
+    }
+
     /// Every listening proxy, by port: what the ops listener's `/tunnels` shows.
     pub fn proxies(&self) -> Vec<ProxyHandle> {
         let inner = self.lock();
