@@ -298,3 +298,115 @@ async fn remote_docker_config_runs_through_harp_tunnel_and_the_control_api() {
     }
     engine.abort();
 }
+
+// ---------------------------------------------------------------------------------------------
+// docs/behaviour.md: every rule id the code cites
+// ---------------------------------------------------------------------------------------------
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The comment on a source line: the whole line when it is a comment, else what follows a
+/// trailing ` // `.
+fn comment_of(line: &str) -> Option<&str> {
+    let trimmed = line.trim_start();
+    if trimmed.starts_with("//") {
+        return Some(trimmed);
+    }
+    line.find(" // ").map(|i| &line[i..])
+}
+
+/// Rule ids (`D7`, `B26`, `Q3`, `R7`, `E6`) and section numbers (`§3.2`) cited in the comments of
+/// `src/` and `tests/`, and the ids test names start with (`fn b15_...` cites B15), each with
+/// where it is first cited. `RFC 9112 §6.3` is the RFC's own section and not ours.
+fn cited_rule_ids() -> std::collections::BTreeMap<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rule = regex::Regex::new(r"\b([BDQRE])([0-9]{1,2})\b").unwrap();
+    let section = regex::Regex::new(r"(RFC [0-9]+ )?§([0-9]+(?:\.[0-9]+)*)").unwrap();
+    let test_name = regex::Regex::new(r"\bfn ([bdqre])([0-9]{1,2})_").unwrap();
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    rust_files(&root.join("tests"), &mut files);
+    files.sort();
+    let mut cited = std::collections::BTreeMap::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let at = |n: usize| {
+            format!(
+                "{}:{}",
+                file.strip_prefix(root).unwrap_or(file).display(),
+                n + 1
+            )
+        };
+        for (n, line) in text.lines().enumerate() {
+            for m in test_name.captures_iter(line) {
+                let id = format!("{}{}", m[1].to_ascii_uppercase(), &m[2]);
+                cited.entry(id).or_insert_with(|| at(n));
+            }
+            let Some(comment) = comment_of(line) else {
+                continue;
+            };
+            for m in rule.captures_iter(comment) {
+                cited
+                    .entry(format!("{}{}", &m[1], &m[2]))
+                    .or_insert_with(|| at(n));
+            }
+            for m in section.captures_iter(comment) {
+                if m.get(1).is_none() {
+                    cited.entry(format!("§{}", &m[2])).or_insert_with(|| at(n));
+                }
+            }
+        }
+    }
+    cited
+}
+
+/// A rule is documented by a list item starting with its id in bold (`- **D7** ...`), a section
+/// number by a heading that holds it (`## §3 ...`, `### frp §3.2 ...`).
+#[test]
+fn rule_ids_cited_in_code_are_documented() {
+    let doc = read("docs/behaviour.md");
+    let rules: BTreeSet<&str> = doc
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("- **"))
+        .filter_map(|rest| rest.split_once("**"))
+        .map(|(id, _)| id)
+        .collect();
+    let headings: Vec<&str> = doc.lines().filter(|l| l.starts_with('#')).collect();
+    let has_heading = |number: &str| {
+        headings.iter().any(|h| {
+            h.match_indices(number).any(|(i, _)| {
+                !h[i + number.len()..].starts_with(|c: char| c.is_ascii_digit() || c == '.')
+            })
+        })
+    };
+    let cited = cited_rule_ids();
+    for id in ["D7", "B26", "Q3", "R7", "§3.2"] {
+        assert!(cited.contains_key(id), "the scan no longer finds {id}");
+    }
+    let missing: Vec<String> = cited
+        .iter()
+        .filter(|(id, _)| {
+            if id.starts_with('§') {
+                !has_heading(id.as_str())
+            } else {
+                !rules.contains(id.as_str())
+            }
+        })
+        .map(|(id, at)| format!("{id} (cited at {at})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "cited in the code but not documented in docs/behaviour.md:\n{}",
+        missing.join("\n")
+    );
+}
