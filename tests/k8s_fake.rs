@@ -787,7 +787,8 @@ async fn tls_is_verified_against_the_fakes_ca() {
         fake.url()
     );
     let pem = fake.ca_pem().unwrap();
-    let from_pem = rustls_pemfile::certs(&mut pem.as_bytes())
+    use rustls::pki_types::pem::PemObject;
+    let from_pem = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
         .next()
         .expect("a certificate in ca_pem")
         .unwrap();

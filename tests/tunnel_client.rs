@@ -9,7 +9,7 @@
 //!   `harp::certs`, HTTP to a TCP backend and to a unix socket, the `harp tunnel` command
 //!   line, and reconnecting after harp restarts.
 //!
-//! Remote ports 24093-24098 are this file's on the real server (tests run in parallel; other
+//! Remote ports 24092-24098 are this file's on the real server (tests run in parallel; other
 //! files use other ones).
 
 mod common;
@@ -526,17 +526,16 @@ async fn serve_control(state: Arc<FakeState>, mut io: BoxIo, login: Login) {
 }
 
 fn fake_tls(certs: &Path) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
     let frp = certs.join("frp");
     let read_certs = |name: &str| {
         let pem = std::fs::read(frp.join(name)).unwrap();
-        rustls_pemfile::certs(&mut &pem[..])
+        rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .unwrap()
     };
     let key_pem = std::fs::read(frp.join("server.key")).unwrap();
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .unwrap()
-        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_pem).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for ca in read_certs("ca.crt") {
         roots.add(ca).unwrap();
@@ -1003,6 +1002,31 @@ async fn e2e_mutual_tls_to_a_unix_socket_with_generated_certificates() {
     let out = get_through(PORT, "/docker/version").await;
     assert_eq!(out.status(), 200, "{out:?}");
     assert_eq!(out.body_str(), "unix:GET /docker/version HTTP/1.1");
+}
+
+/// Issue 10 (6): with `HP_FRP_DISABLE_TLS=true` frps still accepts clients that speak TLS
+/// (frpc's default) with a certificate it makes up; before the fix harp refused them ("no
+/// usable certificate") unless `server.crt` existed. `harp tunnel` behaves like frpc here: TLS
+/// on by default, and without `trustedCaFile` it takes any server certificate.
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_frpc_defaults_speak_tls_to_a_server_without_forced_tls() {
+    const PORT: u16 = 24092;
+    let harp = harp(None, &[]);
+    let echo = EchoBackend::start().await;
+    let mut client = start_client(&format!(
+        "serverAddr = \"127.0.0.1\"\nserverPort = {}\nmetadatas.token = \"{KEY}\"\n{}",
+        harp.frp_addr().port(),
+        tcp_proxy("e2e-tls-default", PORT, echo.addr())
+    ));
+    client.wait_running("e2e-tls-default").await;
+    let out = get_through(PORT, "/tls-default").await;
+    assert_eq!(out.status(), 200, "{out:?}");
+    assert_eq!(out.json()["path"], "/tls-default");
+    assert!(harp.log().contains("TLS"), "{}", harp.log());
+    assert!(
+        !harp.certs_dir().join("frp").exists(),
+        "nothing is written with TLS off"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

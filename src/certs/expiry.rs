@@ -63,7 +63,8 @@ fn warning_for(path: &Path, end: OffsetDateTime, now: OffsetDateTime) -> Option<
 
 /// The earliest `notAfter` of the certificates in a PEM file.
 fn not_after(pem: &[u8]) -> Result<OffsetDateTime, String> {
-    let ders = rustls_pemfile::certs(&mut &pem[..])
+    use rustls::pki_types::pem::PemObject;
+    let ders = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("not valid PEM: {e}"))?;
     let mut earliest: Option<OffsetDateTime> = None;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -50,14 +51,14 @@ fn generated(days: u32) -> (TempCerts, FrpCertPaths) {
 
 fn certs(path: &Path) -> Vec<CertificateDer<'static>> {
     let pem = std::fs::read(path).unwrap();
-    rustls_pemfile::certs(&mut &pem[..])
+    CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .unwrap()
 }
 
 fn key(path: &Path) -> PrivateKeyDer<'static> {
     let pem = std::fs::read(path).unwrap();
-    rustls_pemfile::private_key(&mut &pem[..]).unwrap().unwrap()
+    PrivateKeyDer::from_pem_slice(&pem).unwrap()
 }
 
 fn mode(path: &Path) -> u32 {

@@ -4,6 +4,8 @@
 //! SIGHUP re-reads it; a broken file keeps the previous certificate in service (and says so),
 //! so a bad renewal never takes HTTPS down. Handshakes already under way are unaffected.
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::path::{Path, PathBuf};
@@ -18,20 +20,23 @@ pub struct ReloadableCert {
 /// Reads a PEM file holding a certificate chain and its private key.
 pub fn load(path: &Path) -> Result<CertifiedKey, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: bad certificate PEM: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("{} holds no certificate", path.display()));
     }
-    let key = rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| format!("{}: bad private key PEM: {e}", path.display()))?
-        .ok_or_else(|| {
-            format!(
-                "{} holds no private key (HaRP's cert.pem has chain and key)",
-                path.display()
-            )
-        })?;
+    let key = match PrivateKeyDer::from_pem_slice(&pem) {
+        Ok(key) => Some(key),
+        Err(rustls::pki_types::pem::Error::NoItemsFound) => None,
+        Err(e) => return Err(format!("{}: bad private key PEM: {e}", path.display())),
+    }
+    .ok_or_else(|| {
+        format!(
+            "{} holds no private key (HaRP's cert.pem has chain and key)",
+            path.display()
+        )
+    })?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| format!("{}: unsupported private key: {e}", path.display()))?;
     let certified = CertifiedKey::new(certs, signer);

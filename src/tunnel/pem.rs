@@ -1,22 +1,20 @@
 //! The PEM files of the tunnel's TLS, for both ends: certificate chains, private keys and CA
 //! roots. Errors name the file and never include key material.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::RootCertStore;
 
-fn open(path: &Path) -> Result<BufReader<File>, String> {
-    File::open(path)
-        .map(BufReader::new)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// Every certificate in `path`; an empty file is an error, as an empty chain is useless.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = rustls_pemfile::certs(&mut open(path)?)
+    let pem = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
     if certs.is_empty() {
@@ -27,9 +25,13 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// The first private key in `path`.
 pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    rustls_pemfile::private_key(&mut open(path)?)
-        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?
-        .ok_or_else(|| format!("{} holds no private key", path.display()))
+    match PrivateKeyDer::from_pem_slice(&read(path)?) {
+        Ok(key) => Ok(key),
+        Err(rustls::pki_types::pem::Error::NoItemsFound) => {
+            Err(format!("{} holds no private key", path.display()))
+        }
+        Err(e) => Err(format!("{} is not valid PEM: {e}", path.display())),
+    }
 }
 
 /// The certificates in `path` as the only trust anchors.
