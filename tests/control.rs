@@ -70,7 +70,7 @@ fn public_record(port: u16) -> Value {
 }
 
 /// Calls that AppAPI made, leaving out harp's own `GET /version` (it asks each engine for its
-/// minimum API version before forwarding a version-prefixed path).
+/// API versions before forwarding a version-prefixed path).
 fn forwarded_calls(engine: &EchoBackend) -> usize {
     engine
         .requests()
@@ -689,6 +689,12 @@ fn pull(
 
 /// A Docker engine that only supports API 1.44 and newer, recording the paths it is asked for.
 async fn modern_engine() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    fake_engine(r#"{"ApiVersion":"1.52","MinAPIVersion":"1.44"}"#).await
+}
+
+/// A Docker engine answering `GET /version` with `version` and anything else with the path
+/// and query it was asked for, recording the paths.
+async fn fake_engine(version: &'static str) -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
     let app = Router::new().fallback(move |req: Request| {
@@ -697,9 +703,9 @@ async fn modern_engine() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
             let path = req.uri().path().to_string();
             record.lock().unwrap().push(path.clone());
             let body = if path == "/version" {
-                r#"{"ApiVersion":"1.52","MinAPIVersion":"1.44"}"#.to_string()
+                version.to_string()
             } else {
-                format!("path {path}")
+                format!("path {}", req.uri())
             };
             Response::builder()
                 .header("content-type", "application/json")
@@ -736,6 +742,58 @@ async fn docker29_too_old_api_version_is_raised_to_the_engine_minimum() {
         "the engine's versions are cached: {:?}",
         seen.lock().unwrap()
     );
+}
+
+/// Issue 10 (5): AppAPI 31.0.12+, 32.0.3+, 33 and 34 call the passthrough with `/v1.44/`;
+/// engines older than Docker 25 answer 400 "client version 1.44 is too new". Before the fix
+/// the engine below was asked for `/v1.44/...`; now a too-new prefix is lowered to the
+/// engine's `ApiVersion`, for each allowlisted call, and a supported one is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn old_engine_gets_appapis_too_new_api_version_lowered_to_its_maximum() {
+    // Docker 24.0's answer.
+    let (engine, _) =
+        fake_engine(r#"{"Version":"24.0.7","ApiVersion":"1.43","MinAPIVersion":"1.12"}"#).await;
+    let harp = start_harp(None, &[]);
+    let calls = [
+        ("HEAD", "/v1.44/_ping", "/v1.43/_ping"),
+        ("GET", "/v1.44/_ping", "/v1.43/_ping"),
+        (
+            "GET",
+            "/v1.44/images/ghcr.io/nc/app:1.0/json",
+            "/v1.43/images/ghcr.io/nc/app:1.0/json",
+        ),
+        (
+            "GET",
+            "/v1.44/containers/nc_app_x/json",
+            "/v1.43/containers/nc_app_x/json",
+        ),
+        (
+            "GET",
+            "/v1.44/containers/nc_app_x/logs?stdout=true&tail=100",
+            "/v1.43/containers/nc_app_x/logs?stdout=true&tail=100",
+        ),
+        (
+            "POST",
+            "/v1.44/images/create?fromImage=ghcr.io%2Fnc%2Fapp%3A1.0",
+            "/v1.43/images/create?fromImage=ghcr.io%2Fnc%2Fapp%3A1.0",
+        ),
+        ("GET", "/v1.41/_ping", "/v1.41/_ping"),
+        ("GET", "/v1.43/_ping", "/v1.43/_ping"),
+        ("GET", "/v1.9/_ping", "/v1.12/_ping"),
+    ];
+    for (method, path, want) in calls {
+        let out = docker(
+            &harp,
+            engine.port(),
+            method,
+            &format!("/exapps/app_api{path}"),
+        )
+        .await;
+        assert_eq!(out.status(), 200, "{method} {path}: {out:?}");
+        if method != "HEAD" {
+            assert_eq!(out.body_str(), format!("path {want}"), "{method} {path}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,9 +1,12 @@
 //! Where a Docker passthrough request goes, and which API version it may use there.
 //!
-//! AppAPI pins `/v1.41/` in its raw Docker calls; Docker 29 refuses versions below 1.44 (HaRP
-//! issue #69). We ask each engine for its `MinAPIVersion` once a minute and raise a too-old
-//! version prefix to it, so AppAPI keeps working. Port 24000 is the local engine's socket when
-//! no tunnel serves it, so no bundled frpc is needed.
+//! AppAPI pins the API version in its raw Docker calls: `/v1.41/` up to 31.0.11 and 32.0.2,
+//! `/v1.44/` from 31.0.12 and 32.0.3 on (33, 34; 34 also takes the app setting
+//! `docker_api_version`). Docker 29 refuses versions below 1.44 (HaRP issue #69), engines before
+//! Docker 25 versions above their own ("client version 1.44 is too new"). We ask each engine
+//! for `MinAPIVersion` and `ApiVersion` once a minute and move a version prefix outside that
+//! range to its nearest end, so AppAPI keeps working with both. Port 24000 is the local engine's
+//! socket when no tunnel serves it, so no bundled frpc is needed.
 
 use moka::future::Cache;
 use std::path::{Path, PathBuf};
@@ -37,14 +40,22 @@ pub async fn target_for(port: u16, local_socket: &Path) -> EngineTarget {
 
 pub type ApiVersion = (u32, u32);
 
-/// Minimum API versions by engine, asked at most once a minute per engine.
-pub struct MinVersions {
-    cache: Cache<EngineTarget, Option<ApiVersion>>,
+/// The API versions an engine serves (`GET /version`'s `MinAPIVersion` and `ApiVersion`);
+/// either may be unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VersionRange {
+    pub min: Option<ApiVersion>,
+    pub max: Option<ApiVersion>,
 }
 
-impl Default for MinVersions {
+/// API version ranges by engine, asked at most once a minute per engine.
+pub struct EngineVersions {
+    cache: Cache<EngineTarget, Option<VersionRange>>,
+}
+
+impl Default for EngineVersions {
     fn default() -> Self {
-        MinVersions {
+        EngineVersions {
             cache: Cache::builder()
                 .max_capacity(256)
                 .time_to_live(VERSION_TTL)
@@ -53,15 +64,15 @@ impl Default for MinVersions {
     }
 }
 
-impl MinVersions {
-    pub async fn get(&self, target: &EngineTarget) -> Option<ApiVersion> {
+impl EngineVersions {
+    pub async fn get(&self, target: &EngineTarget) -> Option<VersionRange> {
         self.cache
-            .get_with(target.clone(), ask_min_version(target.clone()))
+            .get_with(target.clone(), ask_versions(target.clone()))
             .await
     }
 }
 
-async fn ask_min_version(target: EngineTarget) -> Option<ApiVersion> {
+async fn ask_versions(target: EngineTarget) -> Option<VersionRange> {
     let answer = tokio::time::timeout(PROBE_TIMEOUT, async {
         match &target {
             EngineTarget::Tcp(port) => {
@@ -83,7 +94,12 @@ async fn ask_min_version(target: EngineTarget) -> Option<ApiVersion> {
     let answer = answer?;
     let body_start = answer.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let json: serde_json::Value = serde_json::from_slice(&answer[body_start..]).ok()?;
-    parse_version(json.get("MinAPIVersion")?.as_str()?)
+    let field = |name: &str| parse_version(json.get(name)?.as_str()?);
+    let range = VersionRange {
+        min: field("MinAPIVersion"),
+        max: field("ApiVersion"),
+    };
+    (range != VersionRange::default()).then_some(range)
 }
 
 async fn get_version<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> Option<Vec<u8>> {
@@ -112,37 +128,79 @@ pub fn path_version(path: &str) -> Option<ApiVersion> {
     parse_version(&rest[..end])
 }
 
-/// `path` with its version prefix raised to `min` when it is older; `None` when it can stay.
-pub fn raise_version(path: &str, min: ApiVersion) -> Option<String> {
+/// `path` with its version prefix moved into the engine's range: raised to `min` when older,
+/// lowered to `max` when newer; `None` when it can stay.
+pub fn fit_version(path: &str, range: VersionRange) -> Option<String> {
     let version = path_version(path)?;
-    if version >= min {
-        return None;
-    }
+    let fitted = match range {
+        VersionRange { min: Some(min), .. } if version < min => min,
+        VersionRange { max: Some(max), .. } if version > max => max,
+        _ => return None,
+    };
     let rest = &path[2..];
     let tail = &rest[rest.find('/').unwrap_or(rest.len())..];
-    Some(format!("/v{}.{}{}", min.0, min.1, tail))
+    Some(format!("/v{}.{}{}", fitted.0, fitted.1, tail))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn min(v: ApiVersion) -> VersionRange {
+        VersionRange {
+            min: Some(v),
+            max: None,
+        }
+    }
+
     #[test]
     fn too_old_versions_are_raised_and_others_kept() {
         assert_eq!(
-            raise_version("/v1.41/_ping", (1, 44)).as_deref(),
+            fit_version("/v1.41/_ping", min((1, 44))).as_deref(),
             Some("/v1.44/_ping")
         );
         assert_eq!(
-            raise_version("/v1.41/images/x/json", (1, 44)).as_deref(),
+            fit_version("/v1.41/images/x/json", min((1, 44))).as_deref(),
             Some("/v1.44/images/x/json")
         );
-        assert_eq!(raise_version("/v1.45/_ping", (1, 44)), None);
-        assert_eq!(raise_version("/_ping", (1, 44)), None);
+        assert_eq!(fit_version("/v1.45/_ping", min((1, 44))), None);
+        assert_eq!(fit_version("/_ping", min((1, 44))), None);
         assert_eq!(
-            raise_version("/v1.9/_ping", (1, 24)).as_deref(),
+            fit_version("/v1.9/_ping", min((1, 24))).as_deref(),
             Some("/v1.24/_ping")
         );
-        assert_eq!(raise_version("/version", (1, 44)), None);
+        assert_eq!(fit_version("/version", min((1, 44))), None);
+    }
+
+    #[test]
+    fn too_new_versions_are_lowered_to_the_engines_maximum() {
+        // Docker 24: API 1.12-1.43; AppAPI 34 sends 1.44.
+        let docker24 = VersionRange {
+            min: Some((1, 12)),
+            max: Some((1, 43)),
+        };
+        assert_eq!(
+            fit_version("/v1.44/containers/nc_app_x/json", docker24).as_deref(),
+            Some("/v1.43/containers/nc_app_x/json")
+        );
+        assert_eq!(
+            fit_version("/v2.0/_ping", docker24).as_deref(),
+            Some("/v1.43/_ping")
+        );
+        assert_eq!(fit_version("/v1.43/_ping", docker24), None);
+        assert_eq!(fit_version("/v1.41/_ping", docker24), None);
+        assert_eq!(
+            fit_version("/v1.9/_ping", docker24).as_deref(),
+            Some("/v1.12/_ping")
+        );
+        let max_only = VersionRange {
+            min: None,
+            max: Some((1, 41)),
+        };
+        assert_eq!(
+            fit_version("/v1.44/_ping", max_only).as_deref(),
+            Some("/v1.41/_ping")
+        );
+        assert_eq!(fit_version("/v1.44/_ping", VersionRange::default()), None);
     }
 }

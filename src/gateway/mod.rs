@@ -56,7 +56,7 @@ pub struct RequestCtx {
 
 pub struct Gateway {
     state: Arc<AppState>,
-    engine_versions: docker_engine::MinVersions,
+    engine_versions: docker_engine::EngineVersions,
 }
 
 /// HAProxy retries a refused connect three times before its 503 page, pausing the connect timeout
@@ -76,7 +76,7 @@ impl Gateway {
     pub fn new(state: Arc<AppState>) -> Self {
         Gateway {
             state,
-            engine_versions: docker_engine::MinVersions::default(),
+            engine_versions: docker_engine::EngineVersions::default(),
         }
     }
 
@@ -138,14 +138,14 @@ impl Gateway {
                 return Ok(true);
             };
             let target = docker_engine::target_for(port, &self.state.settings.docker_socket).await;
-            let raised = match docker_engine::path_version(&route) {
+            let fitted = match docker_engine::path_version(&route) {
                 Some(_) => match self.engine_versions.get(&target).await {
-                    Some(min) => docker_engine::raise_version(&route, min),
+                    Some(range) => docker_engine::fit_version(&route, range),
                     None => None,
                 },
                 None => None,
             };
-            let uri = upstream_uri(raised.as_deref().unwrap_or(&route), query.as_deref())?;
+            let uri = upstream_uri(fitted.as_deref().unwrap_or(&route), query.as_deref())?;
             ctx.upstream = Some(Upstream::DockerEngine { target, uri, op });
             ctx.outcome = Outcome::Proxied;
             return Ok(false);
