@@ -9,7 +9,7 @@
 //!   `harp::certs`, HTTP to a TCP backend and to a unix socket, the `harp tunnel` command
 //!   line, and reconnecting after harp restarts.
 //!
-//! Remote ports 24092-24098 are this file's on the real server (tests run in parallel; other
+//! Remote ports 24091-24098 are this file's on the real server (tests run in parallel; other
 //! files use other ones).
 
 mod common;
@@ -1022,7 +1022,11 @@ async fn e2e_frpc_defaults_speak_tls_to_a_server_without_forced_tls() {
     let out = get_through(PORT, "/tls-default").await;
     assert_eq!(out.status(), 200, "{out:?}");
     assert_eq!(out.json()["path"], "/tls-default");
-    assert!(harp.log().contains("TLS"), "{}", harp.log());
+    assert!(
+        harp.log().contains("self-signed certificate made at start"),
+        "{}",
+        harp.log()
+    );
     assert!(
         !harp.certs_dir().join("frp").exists(),
         "nothing is written with TLS off"
@@ -1179,4 +1183,45 @@ fn cli_rejects_a_bad_config() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Issue 11 (3): one address holding more idle connections than the tunnel's global cap
+/// (2,048) must not lock frpc out. Before the per-address cap the idle ones took every slot
+/// until their 10 s first-byte timeout, and each refusal wrote a WARN line.
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_idle_connections_from_one_address_do_not_lock_out_frpc() {
+    const PORT: u16 = 24091;
+    let harp = harp(None, &[]);
+    let mut idle = Vec::new();
+    for _ in 0..2100 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        if let Ok(conn) = socket.connect(harp.frp_addr()).await {
+            idle.push(conn);
+        }
+    }
+    assert!(idle.len() > 2048, "the flood connected: {}", idle.len());
+    let echo = EchoBackend::start().await;
+    let mut client = start_client(&format!(
+        "serverAddr = \"127.0.0.1\"\nserverPort = {}\nmetadatas.token = \"{KEY}\"\n\
+         transport.tls.enable = false\n{}",
+        harp.frp_addr().port(),
+        tcp_proxy("flooded", PORT, echo.addr())
+    ));
+    client
+        .wait_for(
+            "logged in while the flood holds",
+            Duration::from_secs(3),
+            |s| matches!(s.proxies.get("flooded"), Some(ProxyStatus::Running { .. })),
+        )
+        .await;
+    let out = get_through(PORT, "/through-the-flood").await;
+    assert_eq!(out.status(), 200, "{out:?}");
+    let log = harp.log();
+    let refusal_lines = log.matches("have not logged in yet").count();
+    assert!(
+        (1..=2).contains(&refusal_lines),
+        "refusals are logged at a bounded rate: {refusal_lines} lines\n{log}"
+    );
+    drop(idle);
 }

@@ -53,7 +53,20 @@ pub const YAMUX_MAX_STREAMS: usize = 256;
 pub const MAX_USER_CONNS_PER_PROXY: usize = 224;
 
 /// Tunnel connections (TCP) at once, logged-in or not. Beyond it new connections are closed.
+/// A last resort: [`MAX_PRE_LOGIN_PER_IP`] stops one address from filling it.
 pub const MAX_CONNECTIONS: usize = 2048;
+
+/// Connections from one address still in their first phase (TLS detection, handshake, framing
+/// byte). A real client has one (tcpMux) or a handful (a control and its work connections);
+/// more from one address is a flood, refused before it costs a TLS handshake or a slot of
+/// [`MAX_CONNECTIONS`].
+pub const MAX_PRE_LOGIN_PER_IP: u32 = 16;
+
+/// The whole first phase of a connection, however the client trickles its bytes.
+pub const PRE_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Refusals of the same kind are logged at most this often, with how many there were.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Logged-in clients at once (each has at most one proxy, and there are 1100 allowed ports).
 pub const MAX_CONTROLS: usize = 2048;

@@ -32,6 +32,7 @@ pub mod limits;
 pub mod listener;
 pub mod login;
 pub mod policy;
+pub mod pre_login;
 pub mod proxy;
 pub mod registry;
 pub mod session;
@@ -53,7 +54,7 @@ pub use registry::{ProxyHandle, Registry};
 
 use crate::state::AppState;
 use crate::tunnel::crypto::AesKey;
-use limits::{MAX_CONNECTIONS, TCP_USER_TIMEOUT};
+use limits::{MAX_CONNECTIONS, MAX_PRE_LOGIN_PER_IP, PRE_LOGIN_TIMEOUT, TCP_USER_TIMEOUT};
 use tls::TlsSetup;
 
 /// What every connection of the tunnel service shares.
@@ -64,6 +65,8 @@ pub struct Tunnel {
     /// Control-stream key, from the (empty) frp token.
     pub aes_key: AesKey,
     connections: Arc<Semaphore>,
+    pre_login: pre_login::PreLogin,
+    refusals: pre_login::RefusalLog,
 }
 
 /// The Pingora app of the tunnel listener.
@@ -81,6 +84,8 @@ impl TunnelApp {
                 tls,
                 aes_key: AesKey::from_token(login::FRP_TOKEN),
                 connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                pre_login: pre_login::PreLogin::new(MAX_PRE_LOGIN_PER_IP),
+                refusals: pre_login::RefusalLog::default(),
                 state,
             }),
         }
@@ -122,13 +127,40 @@ impl ServerApp for TunnelApp {
             log::warn!("tunnel: connection without a peer address, closed");
             return None;
         };
+        // Per address first: one flooding address is refused before it can take global slots.
+        let Some(first_phase) = self.tunnel.pre_login.enter(peer.ip()) else {
+            self.tunnel.refusals.note(
+                pre_login::Refusal::PerAddress,
+                format_args!(
+                    "{} connections from {} have not logged in yet; closing new ones",
+                    MAX_PRE_LOGIN_PER_IP,
+                    peer.ip()
+                ),
+            );
+            return None;
+        };
         let Ok(_permit) = self.tunnel.connections.clone().try_acquire_owned() else {
-            log::warn!("tunnel: {MAX_CONNECTIONS} connections open; closing a new one from {peer}");
+            self.tunnel.refusals.note(
+                pre_login::Refusal::Global,
+                format_args!("{MAX_CONNECTIONS} connections open; closing a new one from {peer}"),
+            );
             return None;
         };
         #[cfg(unix)]
         crate::tunnel::stream::set_tcp_user_timeout(stream.id(), TCP_USER_TIMEOUT);
-        match accept::accept(Box::new(stream), &self.tunnel.tls).await {
+        let accepted = match tokio::time::timeout(
+            PRE_LOGIN_TIMEOUT,
+            accept::accept(Box::new(stream), &self.tunnel.tls),
+        )
+        .await
+        {
+            Ok(accepted) => accepted,
+            Err(_) => Err(accept::AcceptError::NoData(format!(
+                "first phase not finished within {PRE_LOGIN_TIMEOUT:?}"
+            ))),
+        };
+        drop(first_phase);
+        match accepted {
             Ok(accepted) => {
                 log::debug!(
                     "tunnel: connection from {peer} ({}, {:?})",
