@@ -254,7 +254,9 @@ impl ProxyHttp for Gateway {
         if app_id == "app_api" {
             let route = path::normalize_unreserved(target).into_owned();
             let query = req.uri.query().map(str::to_string);
-            return self.control(session, ctx, route, query).await;
+            // Boxed: the control API's state machine (Docker, Kubernetes, Nextcloud calls) is
+            // large, and inline it would be copied with every ExApp request's future.
+            return Box::pin(self.control(session, ctx, route, query)).await;
         }
         // Our Q3 fix: the routes see, and the ExApp receives, the normalised path.
         let target = path::normalize(target);
