@@ -217,21 +217,24 @@ fn healthcheck(settings: &harp::config::Settings) -> ExitCode {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let timeout = Duration::from_secs(5);
-    let check = || -> std::io::Result<bool> {
+    let check = || -> std::io::Result<Vec<u8>> {
         let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
         s.set_read_timeout(Some(timeout))?;
         s.write_all(b"GET /heartbeat HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
         let mut buf = Vec::new();
         s.take(4096).read_to_end(&mut buf)?;
-        Ok(buf.starts_with(b"HTTP/1.1 200"))
+        Ok(buf)
     };
     match check() {
-        Ok(true) => {
+        Ok(answer) if answer.starts_with(b"HTTP/1.1 200") => {
             println!("OK: harp answers on {addr}");
             ExitCode::SUCCESS
         }
-        Ok(false) => {
-            eprintln!("harp on {addr} did not answer 200");
+        Ok(answer) => {
+            // The body names the listeners that are not serving.
+            let answer = String::from_utf8_lossy(&answer);
+            let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b.trim());
+            eprintln!("harp on {addr} did not answer 200: {body}");
             ExitCode::from(1)
         }
         Err(e) => {

@@ -4,6 +4,7 @@
 //! running harp's key; once a second at most). Separate from
 //! the ExApp listeners so probes never pass through the brute-force guard.
 
+use crate::server::Listener;
 use crate::state::AppState;
 use async_trait::async_trait;
 use http::Response;
@@ -13,6 +14,8 @@ use std::sync::Arc;
 
 pub struct OpsApp {
     state: Arc<AppState>,
+    /// The other listeners, which `/heartbeat` checks are accepting connections.
+    listeners: Vec<Listener>,
     /// When the last `/key-check` was answered (ms since start): one a second at most.
     last_key_check: std::sync::atomic::AtomicU64,
     started: std::time::Instant,
@@ -26,9 +29,27 @@ impl OpsApp {
     pub fn new(state: Arc<AppState>) -> Self {
         OpsApp {
             state,
+            listeners: Vec::new(),
             last_key_check: std::sync::atomic::AtomicU64::new(0),
             started: std::time::Instant::now(),
         }
+    }
+
+    /// `/heartbeat` answers 200 only while each of `listeners` accepts connections.
+    pub fn watching(mut self, listeners: Vec<Listener>) -> Self {
+        self.listeners = listeners;
+        self
+    }
+
+    /// `/heartbeat`: liveness of the whole process, so every listener is tried (a connection
+    /// that is opened and closed at once, which none of them logs).
+    async fn heartbeat(&self) -> (u16, Vec<u8>) {
+        let failing = not_serving(&self.listeners).await;
+        if failing.is_empty() {
+            return (200, br#"{"status":"ok"}"#.to_vec());
+        }
+        let body = serde_json::json!({"status": "failing", "not_serving": failing});
+        (503, body.to_string().into_bytes())
     }
 
     /// `harp doctor` asks whether its HP_SHARED_KEY is the running harp's without sending it
@@ -126,6 +147,26 @@ impl OpsApp {
     }
 }
 
+/// How long a listener may take to accept a connection from the heartbeat.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The listeners (`HP_EXAPPS_ADDRESS 0.0.0.0:8780`...) that refuse a connection or do not
+/// accept it within `PROBE_TIMEOUT`.
+async fn not_serving(listeners: &[Listener]) -> Vec<String> {
+    let probes = listeners.iter().map(|l| async move {
+        let connect = tokio::net::TcpStream::connect(l.connect_addr());
+        match tokio::time::timeout(PROBE_TIMEOUT, connect).await {
+            Ok(Ok(_)) => None,
+            _ => Some(l.to_string()),
+        }
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
@@ -140,7 +181,10 @@ impl ServeHttp for OpsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         const JSON: &str = "application/json";
         match session.req_header().uri.path() {
-            "/heartbeat" => respond(200, JSON, br#"{"status":"ok"}"#.to_vec()),
+            "/heartbeat" => {
+                let (status, body) = self.heartbeat().await;
+                respond(status, JSON, body)
+            }
             "/ready" => {
                 let (status, body) = self.ready().await;
                 respond(status, JSON, body.into_bytes())
@@ -154,5 +198,35 @@ impl ServeHttp for OpsApp {
             ),
             _ => respond(404, JSON, br#"{"error":"not found"}"#.to_vec()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_listener_that_refuses_connections_is_not_serving() {
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_addr = closed.local_addr().unwrap();
+        drop(closed);
+        let listeners = vec![
+            Listener {
+                setting: "HP_EXAPPS_ADDRESS",
+                scheme: "http",
+                addr: open.local_addr().unwrap(),
+            },
+            Listener {
+                setting: "HP_FRP_ADDRESS",
+                scheme: "frp",
+                addr: closed_addr,
+            },
+        ];
+        assert_eq!(
+            not_serving(&listeners).await,
+            vec![format!("HP_FRP_ADDRESS {closed_addr}")]
+        );
+        assert!(not_serving(&listeners[..1]).await.is_empty());
     }
 }

@@ -15,14 +15,124 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// Seconds in-flight requests get after SIGTERM before the process exits.
 const GRACE_PERIOD_SECS: u64 = 5;
 
+/// One listening socket of harp's, named by the setting that configures it.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub setting: &'static str,
+    pub scheme: &'static str,
+    pub addr: SocketAddr,
+}
+
+impl Listener {
+    /// Where a local client reaches it: a wildcard address means loopback.
+    pub fn connect_addr(&self) -> SocketAddr {
+        let mut addr = self.addr;
+        match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => addr.set_ip(Ipv4Addr::LOCALHOST.into()),
+            IpAddr::V6(ip) if ip.is_unspecified() => addr.set_ip(Ipv6Addr::LOCALHOST.into()),
+            _ => {}
+        }
+        addr
+    }
+}
+
+impl std::fmt::Display for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.setting, self.addr)
+    }
+}
+
+/// Every listener harp opens with `settings`; HTTPS only when its certificate exists.
+pub fn listeners(settings: &Settings) -> Vec<Listener> {
+    let mut all = vec![Listener {
+        setting: "HP_EXAPPS_ADDRESS",
+        scheme: "http",
+        addr: settings.exapps_address,
+    }];
+    if settings.certs_dir.join("cert.pem").is_file() {
+        all.push(Listener {
+            setting: "HP_EXAPPS_HTTPS_ADDRESS",
+            scheme: "https",
+            addr: settings.exapps_https_address,
+        });
+    }
+    all.push(Listener {
+        setting: "HP_FRP_ADDRESS",
+        scheme: "frp",
+        addr: settings.frp_address,
+    });
+    all.push(Listener {
+        setting: "HP_OPS_ADDRESS",
+        scheme: "http",
+        addr: settings.ops_address,
+    });
+    all
+}
+
+/// Binds each listener once before Pingora does. Pingora retries a taken port for about 30 s,
+/// then panics in that service's thread while the rest of the process runs on; this names the
+/// setting and the address at once instead, so `main` can exit 1 as HAProxy does.
+/// (`std`'s listener sets `SO_REUSEADDR`, as Pingora's does, so only a real listener clashes.)
+fn check_binds(listeners: &[Listener]) -> Result<(), String> {
+    for l in listeners {
+        if let Err(e) = std::net::TcpListener::bind(l.addr) {
+            return Err(match e.kind() {
+                std::io::ErrorKind::AddrInUse => format!("{l} is in use"),
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "{l} cannot be bound: {e} (ports below 1024 need root or \
+                     CAP_NET_BIND_SERVICE)"
+                ),
+                _ => format!("{l} cannot be bound: {e}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Start-up lines shown at every log level (the default, warning, hides info): written through
+/// the logger itself, whose own filter passes everything, past `log`'s global level.
+fn announce(args: std::fmt::Arguments<'_>) {
+    log::logger().log(
+        &log::Record::builder()
+            .level(log::Level::Info)
+            .target("harp")
+            .args(args)
+            .build(),
+    );
+}
+
+/// Should a listener still fail in Pingora (its port taken between our check and its bind),
+/// its thread panics with "Failed to build listeners"; end the process then, in one line,
+/// rather than run on without it.
+fn exit_when_a_listener_fails() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("Failed to build listeners") {
+            eprintln!("harp: {}", message.replace(['\n', '\r'], " "));
+            std::process::exit(1);
+        }
+        default(info);
+    }));
+}
+
 /// `config_path` is the `--config` argument, read again on SIGHUP.
 pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server, String> {
+    let listeners = listeners(&settings);
+    check_binds(&listeners)?;
+    exit_when_a_listener_fails();
     let https_cert = settings.certs_dir.join("cert.pem");
     let threads = settings.threads;
     let (http_addr, https_addr, ops_addr) = (
@@ -106,11 +216,22 @@ pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server,
         },
     ));
 
+    let watched = listeners
+        .iter()
+        .filter(|l| l.setting != "HP_OPS_ADDRESS")
+        .cloned()
+        .collect();
     let mut ops = Service::new(
         "harp ops".to_string(),
-        HttpServer::new_app(OpsApp::new(state.clone())),
+        HttpServer::new_app(OpsApp::new(state.clone()).watching(watched)),
     );
     ops.add_tcp(&ops_addr);
     server.add_service(ops);
+    for l in &listeners {
+        announce(format_args!(
+            "listening on {}://{} ({})",
+            l.scheme, l.addr, l.setting
+        ));
+    }
     Ok(server)
 }

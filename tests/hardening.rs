@@ -319,3 +319,84 @@ async fn differing_content_lengths_are_refused_with_400() {
     }
     assert_eq!(echo.count(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A listener that cannot bind ends the process
+// ---------------------------------------------------------------------------------------------
+
+/// A self-signed certificate and its key in one PEM, as HaRP's `/certs/cert.pem`.
+fn write_cert_pem(dir: &std::path::Path) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let pem = format!(
+        "{}{}",
+        certified.cert.pem(),
+        certified.signing_key.serialize_pem()
+    );
+    std::fs::write(dir.join("cert.pem"), pem).unwrap();
+}
+
+#[test]
+fn a_taken_listener_port_exits_1_naming_the_setting() {
+    for setting in [
+        "HP_EXAPPS_ADDRESS",
+        "HP_EXAPPS_HTTPS_ADDRESS",
+        "HP_FRP_ADDRESS",
+        "HP_OPS_ADDRESS",
+    ] {
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = holder.local_addr().unwrap().to_string();
+        let certs = TempDir::new("certs");
+        write_cert_pem(certs.path());
+        let certs_dir = certs.path().display().to_string();
+        let mut harp = Harp::spawn(
+            &[],
+            &[(setting, taken.as_str()), ("HP_CERTS_DIR", &certs_dir)],
+        );
+        let status = harp.wait_exit(Duration::from_secs(5));
+        let log = harp.log();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(1),
+            "{setting}: harp must exit 1 at once:\n{log}"
+        );
+        let line = format!("{setting} {taken} is in use");
+        assert!(log.contains(&line), "{setting}: no {line:?} in:\n{log}");
+        assert!(!log.contains("panicked"), "{setting}:\n{log}");
+    }
+}
+
+#[test]
+fn check_config_reports_two_listeners_on_one_address() {
+    let out = run_harp(
+        &["check-config"],
+        &[
+            ("HP_EXAPPS_ADDRESS", "127.0.0.1:18999"),
+            ("HP_OPS_ADDRESS", "127.0.0.1:18999"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("HP_OPS_ADDRESS=127.0.0.1:18999: HP_EXAPPS_ADDRESS has the same address"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn each_listener_is_announced_at_the_default_log_level() {
+    let certs = TempDir::new("certs");
+    write_cert_pem(certs.path());
+    let certs_dir = certs.path().display().to_string();
+    let harp = Harp::start(&[("HP_LOG_LEVEL", "warning"), ("HP_CERTS_DIR", &certs_dir)]);
+    let log = harp.log();
+    for (scheme, setting, addr) in [
+        ("http", "HP_EXAPPS_ADDRESS", harp.http_addr()),
+        ("https", "HP_EXAPPS_HTTPS_ADDRESS", harp.https_addr()),
+        ("frp", "HP_FRP_ADDRESS", harp.frp_addr()),
+        ("http", "HP_OPS_ADDRESS", harp.ops_addr()),
+    ] {
+        let line = format!("listening on {scheme}://{addr} ({setting})");
+        assert!(log.contains(&line), "no {line:?} in:\n{log}");
+    }
+    assert!(!log.contains("WARN"), "{log}");
+}

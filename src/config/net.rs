@@ -30,6 +30,19 @@ pub(crate) fn parse_address(text: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// Whether two listen addresses cannot both be bound: the same port with the same address, or
+/// with a wildcard on either side (`[::]` also takes IPv4, as Linux dual-stack sockets do).
+/// Port 0 asks the kernel for a free port and never clashes.
+pub(crate) fn listeners_clash(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let covers = |wild: IpAddr, other: IpAddr| {
+        wild.is_unspecified() && (wild.is_ipv6() || wild.is_ipv4() == other.is_ipv4())
+    };
+    a.ip() == b.ip() || covers(a.ip(), b.ip()) || covers(b.ip(), a.ip())
+}
+
 /// Quote characters that env files and compose files leak into values (HaRP fix #112).
 const PROXY_QUOTES: &[char] = &['\'', '"', '\u{201C}', '\u{201D}', '\u{2018}', '\u{2019}'];
 
@@ -151,6 +164,29 @@ impl IpNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listeners_clash_on_one_port_with_the_same_or_a_wildcard_address() {
+        let a = |t: &str| t.parse::<SocketAddr>().unwrap();
+        for (x, y) in [
+            ("0.0.0.0:8780", "0.0.0.0:8780"),
+            ("0.0.0.0:8780", "127.0.0.1:8780"),
+            ("127.0.0.1:8780", "0.0.0.0:8780"),
+            ("[::]:8780", "127.0.0.1:8780"),
+            ("[::]:8780", "[::1]:8780"),
+            ("[::1]:8780", "[::1]:8780"),
+        ] {
+            assert!(listeners_clash(a(x), a(y)), "{x} {y}");
+        }
+        for (x, y) in [
+            ("0.0.0.0:8780", "0.0.0.0:8781"),
+            ("127.0.0.1:8780", "127.0.0.2:8780"),
+            ("0.0.0.0:8780", "[::1]:8780"),
+            ("0.0.0.0:0", "0.0.0.0:0"),
+        ] {
+            assert!(!listeners_clash(a(x), a(y)), "{x} {y}");
+        }
+    }
 
     fn net(text: &str) -> IpNet {
         parse_net(text).unwrap().0

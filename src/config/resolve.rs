@@ -170,6 +170,44 @@ impl<'a> Resolver<'a> {
     }
 }
 
+impl Resolver<'_> {
+    /// Two listeners on one address (or on one port where either is a wildcard) cannot both
+    /// bind; the later setting is named, with the one it clashes with.
+    fn listener_clashes(&mut self, s: &Settings) {
+        let listeners = [
+            (Key::ExappsAddress, s.exapps_address),
+            (Key::ExappsHttpsAddress, s.exapps_https_address),
+            (Key::FrpAddress, s.frp_address),
+            (Key::OpsAddress, s.ops_address),
+        ];
+        for (i, (key, addr)) in listeners.iter().enumerate() {
+            let Some((other, other_addr)) = listeners[..i]
+                .iter()
+                .find(|(_, earlier)| net::listeners_clash(*earlier, *addr))
+            else {
+                continue;
+            };
+            let problem = if addr == other_addr {
+                format!(
+                    "{} has the same address; each listener needs its own",
+                    other.env_name()
+                )
+            } else {
+                format!(
+                    "overlaps {} ({other_addr}) on port {}; each listener needs its own",
+                    other.env_name(),
+                    addr.port()
+                )
+            };
+            let error = match self.raw(*key) {
+                Some(raw) => raw.error(problem),
+                None => ConfigError::new(key.env_name(), Some(addr.to_string()), problem),
+            };
+            self.errors.push(error);
+        }
+    }
+}
+
 /// Validates the winning value of every setting; `Err` lists every problem found.
 pub(crate) fn settings(
     env: &Layer,
@@ -261,6 +299,7 @@ pub(crate) fn settings(
         k8s: r.k8s(in_cluster_api_server),
         threads: r.or(Key::Threads, default_threads(), validate::threads),
     };
+    r.listener_clashes(&settings);
     if r.errors.is_empty() {
         Ok(settings)
     } else {

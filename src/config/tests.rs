@@ -625,3 +625,23 @@ fn changed_vars_names_what_differs_including_the_shared_key() {
         ["HP_SHARED_KEY", "HP_TRUSTED_PROXY_IPS", "HP_LOG_LEVEL"]
     );
 }
+
+#[test]
+fn two_listeners_on_one_address_are_an_error() {
+    assert_eq!(
+        errors(&[("HP_OPS_ADDRESS", "0.0.0.0:8780")]),
+        vec!["HP_OPS_ADDRESS=0.0.0.0:8780: HP_EXAPPS_ADDRESS has the same address; each listener needs its own"]
+    );
+    assert_eq!(
+        errors(&[("HP_FRP_ADDRESS", "127.0.0.1:8781")]),
+        vec!["HP_FRP_ADDRESS=127.0.0.1:8781: overlaps HP_EXAPPS_HTTPS_ADDRESS (0.0.0.0:8781) on port 8781; each listener needs its own"]
+    );
+    let file = yaml("exapps_address: 127.0.0.1:9000\nops_address: 127.0.0.1:9000\n");
+    assert_eq!(
+        errors_of(&env_with(&[]), Some(&file)),
+        vec![format!(
+            "{}: ops_address=127.0.0.1:9000: HP_EXAPPS_ADDRESS has the same address; each listener needs its own",
+            file.display()
+        )]
+    );
+}

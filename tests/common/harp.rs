@@ -43,6 +43,13 @@ impl Harp {
     }
 
     pub fn start_with_args(args: &[&str], env: &[(&str, &str)]) -> Harp {
+        let mut harp = Harp::spawn(args, env);
+        harp.wait_ready();
+        harp
+    }
+
+    /// Starts `harp` without waiting for it to be ready (for tests of start-up failures).
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Harp {
         let tmp = TempDir::new("harp");
         let env = build_env(&tmp, env);
         let log_path = tmp.join("harp.log");
@@ -56,7 +63,7 @@ impl Harp {
 
         let addr = |name: &str| connect_addr(env.get(name).map(String::as_str).unwrap_or(""));
         let certs_dir = PathBuf::from(env.get("HP_CERTS_DIR").cloned().unwrap_or_default());
-        let mut harp = Harp {
+        Harp {
             child,
             http: addr("HP_EXAPPS_ADDRESS"),
             https: addr("HP_EXAPPS_HTTPS_ADDRESS"),
@@ -66,9 +73,7 @@ impl Harp {
             certs_dir,
             log_path,
             _tmp: tmp,
-        };
-        harp.wait_ready();
-        harp
+        }
     }
 
     /// Ready = the ops heartbeat answers 200 and the HTTP frontend accepts connections.
