@@ -1307,7 +1307,7 @@ async fn garbage_is_refused_and_the_server_keeps_serving() {
         &[0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff],
         // Direct frp Login claiming a 1 TiB body.
         &[b'o', 0, 0, 1, 0, 0, 0, 0, 0],
-        // TLS record while no certificate exists.
+        // A broken TLS ClientHello.
         &[0x16, 3, 1, 0, 5, 1, 0, 0, 1, 0],
     ];
     for payload in payloads {

@@ -5,9 +5,9 @@
 //!   certificate chaining to `ca.crt` (frps with `trustedCaFile`; no name checks on the client
 //!   certificate, like Go's `RequireAndVerifyClientCert`).
 //! * `HP_FRP_DISABLE_TLS=true`: plain clients are accepted, and TLS clients too (frpc 0.61.1
-//!   enables TLS by default) when `server.crt`/`server.key` exist, without client certificates.
-//!   frps would serve a self-generated certificate here; harp-rs has no run-time certificate
-//!   generator in this module, so without the files a TLS client is refused with a log line.
+//!   enables TLS by default), without client certificates: they get `server.crt`/`server.key`
+//!   when those are usable, else, as from frps, a self-signed certificate made in memory at
+//!   start (frpc without `trustedCaFile` accepts any; nothing is written to disk).
 //!
 //! Missing or broken files are not fatal at start (the gateway must still come up); they are
 //! looked for again, at most every `CERT_RETRY_INTERVAL`, when a TLS client arrives.
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use rustls::pki_types::PrivateKeyDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 
@@ -38,6 +39,8 @@ pub struct TlsSetup {
     forced: bool,
     dir: PathBuf,
     loaded: Mutex<Loaded>,
+    /// TLS optional: what TLS clients get while the files are missing or unusable.
+    made_up: Option<Arc<ServerConfig>>,
 }
 
 struct Loaded {
@@ -48,6 +51,14 @@ struct Loaded {
 impl TlsSetup {
     /// Loads the certificates now (logging what is missing); never fails.
     pub fn new(certs_dir: &Path, forced: bool) -> TlsSetup {
+        let made_up = if forced {
+            None
+        } else {
+            self_signed()
+                .map_err(|e| log::error!("tunnel: {e}; TLS clients need server.crt/server.key"))
+                .ok()
+                .map(Arc::new)
+        };
         let setup = TlsSetup {
             forced,
             dir: frp_dir(certs_dir),
@@ -55,6 +66,7 @@ impl TlsSetup {
                 config: None,
                 last_attempt: None,
             }),
+            made_up,
         };
         let _ = setup.server_config();
         setup
@@ -80,7 +92,8 @@ impl TlsSetup {
         Ok(())
     }
 
-    /// The rustls configuration, or `None` while the files are missing or invalid.
+    /// The rustls configuration; while the files are missing or invalid, `None` when TLS is
+    /// forced, else the self-signed one made at start.
     pub fn server_config(&self) -> Option<Arc<ServerConfig>> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(config) = &loaded.config {
@@ -91,7 +104,7 @@ impl TlsSetup {
             .last_attempt
             .is_some_and(|t| now.duration_since(t) < CERT_RETRY_INTERVAL)
         {
-            return None;
+            return self.made_up.clone();
         }
         loaded.last_attempt = Some(now);
         match load(&self.dir, self.forced) {
@@ -116,12 +129,33 @@ impl TlsSetup {
                 );
                 None
             }
+            Err(e) if self.made_up.is_some() => {
+                log::info!(
+                    "tunnel: TLS clients get a self-signed certificate made at start, as from \
+                     frps ({e})"
+                );
+                self.made_up.clone()
+            }
             Err(e) => {
                 log::info!("tunnel: TLS clients will be refused: {e}");
                 None
             }
         }
     }
+}
+
+/// frps' answer to a TLS client when TLS is optional and no certificate is configured: a
+/// certificate made up at start (ECDSA P-256, name `harp.nc`), no client certificates asked.
+fn self_signed() -> Result<ServerConfig, String> {
+    let made = rcgen::generate_simple_self_signed(vec![crate::certs::SERVER_NAME.to_string()])
+        .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
+    let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+    ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(vec![made.cert.der().clone()], key)
+        .map_err(|e| format!("the self-signed certificate is unusable: {e}"))
 }
 
 fn load(dir: &Path, verify_clients: bool) -> Result<ServerConfig, String> {
