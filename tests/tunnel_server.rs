@@ -1379,6 +1379,76 @@ async fn b65_first_start_generates_harps_certificate_set() {
     }
 }
 
+/// Whether `program` can be run (`--version`/`version` answered).
+fn have(program: &str, arg: &str) -> bool {
+    std::process::Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Python's ssl (OpenSSL) does a mutual-TLS handshake, verifying the server against `ca.crt`
+/// for the name harp.nc, strictly (X.509 strict mode, as Python 3.13 does by default).
+const PYTHON_HANDSHAKE: &str = r#"
+import socket, ssl, sys
+ca, cert, key, host, port = sys.argv[1:6]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+ctx.load_cert_chain(cert, key)
+with socket.create_connection((host, int(port)), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname="harp.nc") as tls:
+        print("verified", tls.version())
+"#;
+
+/// Issue 10 (7): the generated CA and server certificate both had subject `CN=harp.nc` (as
+/// HaRP's), which OpenSSL takes for a self-signed leaf: `openssl verify` failed with "self-signed
+/// certificate" and so did every OpenSSL-based TLS client. Newly generated CAs have their own
+/// subject, and the set verifies in OpenSSL and in Python against harp's tunnel port.
+#[tokio::test(flavor = "multi_thread")]
+async fn b65_generated_certificates_verify_in_openssl_and_python() {
+    let harp = start(&[]);
+    let frp = harp.certs_dir().join("frp");
+    if have("openssl", "version") {
+        for leaf in ["server.crt", "client.crt"] {
+            let out = std::process::Command::new("openssl")
+                .args(["verify", "-CAfile"])
+                .arg(frp.join("ca.crt"))
+                .arg(frp.join(leaf))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl verify {leaf}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    } else {
+        eprintln!("SKIPPED: openssl is not installed; `openssl verify` not run");
+    }
+    if !have("python3", "--version") {
+        eprintln!("SKIPPED: python3 is not installed; no OpenSSL handshake against harp");
+        return;
+    }
+    let addr = harp.frp_addr();
+    let out = std::process::Command::new("python3")
+        .args(["-c", PYTHON_HANDSHAKE])
+        .arg(frp.join("ca.crt"))
+        .arg(frp.join("client.crt"))
+        .arg(frp.join("client.key"))
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Python's ssl refused harp's certificate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("verified TLS"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn b65_an_existing_frp_folder_is_never_touched() {
     let certs = TempDir::new("certs");

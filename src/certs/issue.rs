@@ -1,9 +1,11 @@
 //! Issues HaRP's three certificates with rcgen, in memory (PEM text); writing them is the
 //! caller's job.
 //!
-//! Shape, as HaRP's openssl commands make it (spec frp-protocol §2.3): the CA is self-signed
-//! with subject `CN=harp.nc` and CA basic constraints; the server leaf has subject `CN=harp.nc`
-//! and SAN `DNS:harp.nc`; the client leaf `CN=harp.client.nc` and SAN `DNS:harp.client.nc`.
+//! Shape, as HaRP's openssl commands make it (spec frp-protocol §2.3) but for the CA's name: the
+//! CA is self-signed with subject `CN=harp.nc CA` (HaRP's is `CN=harp.nc`, which makes OpenSSL
+//! reject the server leaf as self-signed) and CA basic constraints; the server leaf has subject
+//! `CN=harp.nc` and SAN `DNS:harp.nc`; the client leaf `CN=harp.client.nc` and SAN
+//! `DNS:harp.client.nc`.
 //! Leaves carry no key usage or extended key usage (none means "any" to Go and webpki), so
 //! either could serve either role, as with HaRP's.
 
@@ -14,7 +16,7 @@ use rcgen::{
 use ring::rand::{SecureRandom, SystemRandom};
 use time::{Duration, OffsetDateTime};
 
-use super::{CLIENT_NAME, SERVER_NAME};
+use super::{CA_NAME, CLIENT_NAME, SERVER_NAME};
 
 /// The six PEM texts of a set.
 pub struct CertSet {
@@ -77,7 +79,7 @@ pub fn issue_set(days: u32) -> Result<CertSet, String> {
     let validity = validity(days);
     let sign_err = |what: &str, e: rcgen::Error| format!("cannot sign the {what} certificate: {e}");
 
-    let mut ca_params = params(SERVER_NAME, None, &validity)?;
+    let mut ca_params = params(CA_NAME, None, &validity)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = new_key()?;
@@ -88,7 +90,7 @@ pub fn issue_set(days: u32) -> Result<CertSet, String> {
 
     let leaf = |name: &str, what: &str| -> Result<(String, String), String> {
         let mut params = params(name, Some(name), &validity)?;
-        // Lets verifiers find the issuer by key, not only by the (shared) subject name.
+        // Lets verifiers find the issuer by key, not only by its subject name.
         params.use_authority_key_identifier_extension = true;
         let key = new_key()?;
         let cert = params

@@ -11,9 +11,12 @@
 //! deleting it, and may bring their own), never leave a half-written one behind, and never
 //! write a private key readable by anyone but the owner.
 //!
-//! One deliberate difference from HaRP's openssl commands: keys are ECDSA P-256, not RSA-2048
-//! (rcgen on ring cannot generate RSA keys). Go's TLS stack (frpc) and rustls accept both; the
-//! names, subjects, SANs, issuer and validity are HaRP's.
+//! Two deliberate differences from HaRP's openssl commands: keys are ECDSA P-256, not RSA-2048
+//! (rcgen on ring cannot generate RSA keys; Go's TLS stack in frpc and rustls accept both), and
+//! the CA's subject is `CN=harp.nc CA`, not the server's `CN=harp.nc`: OpenSSL takes a leaf
+//! whose issuer equals its subject for a self-signed certificate and rejects it, so every
+//! OpenSSL-based client (`openssl verify`, Python, curl) refused HaRP's chain. The server and
+//! client names, SANs and validity are HaRP's. Existing sets are used as they are.
 
 mod expiry;
 mod issue;
@@ -39,9 +42,12 @@ pub const SERVER_KEY: &str = "server.key";
 pub const CLIENT_CERT: &str = "client.crt";
 pub const CLIENT_KEY: &str = "client.key";
 
-/// CN (and SAN) of the CA and the server leaf; frpc checks the server against it
+/// CN (and SAN) of the server leaf; frpc checks the server against it
 /// (`transport.tls.serverName = "harp.nc"`).
 pub const SERVER_NAME: &str = "harp.nc";
+/// CN of the CA, distinct from the server's so that OpenSSL does not take the server leaf for
+/// a self-signed certificate (HaRP's CA has `CN=harp.nc`).
+pub const CA_NAME: &str = "harp.nc CA";
 /// CN and SAN of the client leaf. frps checks only the chain, never this name.
 pub const CLIENT_NAME: &str = "harp.client.nc";
 

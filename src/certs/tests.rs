@@ -214,22 +214,24 @@ fn dns_sans(cert: &x509_parser::certificate::X509Certificate) -> Vec<String> {
 #[test]
 fn names_issuers_and_extensions_are_harps() {
     let (_tmp, paths) = generated(5000);
+    // The CA's name is ours (issue 10, 7): HaRP's `CN=harp.nc` for both CA and server made
+    // OpenSSL reject the server certificate as self-signed.
     parsed(&paths.ca_cert, |c| {
-        assert_eq!(cn(c.subject()), "harp.nc");
-        assert_eq!(cn(c.issuer()), "harp.nc");
+        assert_eq!(cn(c.subject()), "harp.nc CA");
+        assert_eq!(cn(c.issuer()), "harp.nc CA");
         assert!(c.is_ca());
         assert!(dns_sans(c).is_empty());
     });
     parsed(&paths.server_cert, |c| {
         assert_eq!(cn(c.subject()), "harp.nc");
-        assert_eq!(cn(c.issuer()), "harp.nc");
+        assert_eq!(cn(c.issuer()), "harp.nc CA");
         assert!(!c.is_ca());
         assert_eq!(dns_sans(c), ["harp.nc"]);
         assert!(c.extended_key_usage().unwrap().is_none(), "no EKU, as HaRP");
     });
     parsed(&paths.client_cert, |c| {
         assert_eq!(cn(c.subject()), "harp.client.nc");
-        assert_eq!(cn(c.issuer()), "harp.nc");
+        assert_eq!(cn(c.issuer()), "harp.nc CA");
         assert!(!c.is_ca());
         assert_eq!(dns_sans(c), ["harp.client.nc"]);
         assert!(c.extended_key_usage().unwrap().is_none(), "no EKU, as HaRP");
