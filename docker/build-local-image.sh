@@ -2,11 +2,12 @@
 # Builds the harp-rs image without pulling anything: a FROM-scratch image holding the host-built
 # binary, the shared libraries it links (from ldd), the system CA bundle (Nextcloud over HTTPS)
 # and an empty /tmp and /certs.
-# Usage: docker/build-local-image.sh [TAG] [BINARY]   (defaults: harp-rs:local, target/release/harp)
+# Usage: docker/build-local-image.sh [TAG] [BINARY]
+#   (defaults: harp-rs:local, $CARGO_TARGET_DIR/release/harp, else target/release/harp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag=${1:-harp-rs:local}
-bin=${2:-target/release/harp}
+bin=${2:-${CARGO_TARGET_DIR:-target}/release/harp}
 [ -x "$bin" ] || cargo build --release --bin harp
 
 root=$(mktemp -d)

@@ -138,6 +138,21 @@ async fn compose_brings_up_harp_and_the_sample_exapp() {
         out.body_str()
     );
 
+    // `down` needs none of the variables `up` needed.
+    let mut down = Command::new("docker-compose");
+    down.current_dir(root())
+        .args([
+            "-p",
+            &project.name,
+            "-f",
+            "docker/compose.yaml",
+            "down",
+            "-t",
+            "10",
+        ])
+        .env_remove("HP_SHARED_KEY")
+        .env_remove("NC_INSTANCE_URL");
+    run(&mut down);
     drop(project);
     let _ = Command::new("docker")
         .args(["rmi", &harp_image, &sample_image])
