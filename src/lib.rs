@@ -4,6 +4,7 @@
 //! for: the `/exapps/` gateway (`gateway`), AppAPI's control API (`control`), and their shared
 //! state (`state`: Nextcloud client and caches, brute-force guard).
 
+pub mod answers;
 pub mod certs;
 pub mod config;
 pub mod control;

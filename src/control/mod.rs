@@ -2,8 +2,7 @@
 //! Served in-process; answers mirror HaRP's aiohttp agent (status codes, bodies, content types).
 //! Must never block the data plane: everything here is async and bounded.
 
-use crate::gateway::decide::last_header;
-use crate::gateway::responses::write;
+use crate::answers::{last_header, write};
 use crate::nextcloud::ExAppRecord;
 use crate::state::AppState;
 use bytes::Bytes;

@@ -63,14 +63,7 @@ const APPAPI_HEADERS: [&str; 6] = [
     "harp-shared-key",
 ];
 
-/// HaRP keeps the last occurrence of a repeated header.
-pub fn last_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
-    headers
-        .get_all(name)
-        .iter()
-        .next_back()
-        .map(|v| v.as_bytes())
-}
+pub use crate::answers::last_header;
 
 /// The last `oc_sessionPassphrase` cookie, as HAProxy's `req.cook` finds it.
 pub fn session_cookie(headers: &HeaderMap) -> Option<&[u8]> {

@@ -1,9 +1,20 @@
-//! Every response harp-rs writes itself, byte for byte as HaRP does (R1), and the silent drop.
+//! Every response harp-rs writes itself, byte for byte as HaRP does (R1), the silent drop, and
+//! how a request header is read (HaRP keeps the last of repeated headers). A leaf room: the
+//! gateway and the control API both answer through it, and it depends on neither.
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
+
+/// HaRP keeps the last occurrence of a repeated header.
+pub fn last_header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers
+        .get_all(name)
+        .iter()
+        .next_back()
+        .map(|v| v.as_bytes())
+}
 
 /// HaRP's own verdicts: `text/plain`, no charset, no trailing newline.
 pub fn harp_body(status: u16) -> &'static str {
