@@ -328,11 +328,12 @@ impl ProxyHttp for Gateway {
         let mut peer = match &ctx.upstream {
             Some(Upstream::ExApp { target, .. }) => {
                 let port = target.addr.port();
-                // A tunnel port on loopback is only ever reached through harp's own tunnel
-                // server: while the ExApp's tunnel is down another program may hold the port,
-                // and AppAPI's requests carry the ExApp's secret. Checked at every attempt, so
-                // the request is retried and answered as for a dead ExApp.
-                let tunnel = target.addr.ip().is_loopback()
+                // A tunnel port at 127.0.0.1, where harp's tunnel listeners bind, is only ever
+                // reached through harp's own tunnel server: while the ExApp's tunnel is down
+                // another program may hold the port, and AppAPI's requests carry the ExApp's
+                // secret. Checked at every attempt, so the request is retried and answered as
+                // for a dead ExApp.
+                let tunnel = target.addr.ip().to_canonical() == Ipv4Addr::LOCALHOST
                     && crate::tunnel::server::policy::port_kind(port).is_some();
                 if tunnel && !self.state.tunnels.holds(port) {
                     let mut e = Error::explain(
