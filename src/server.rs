@@ -3,7 +3,7 @@
 
 use crate::config::Settings;
 use crate::gateway::https::ReloadableCert;
-use crate::gateway::listener::ClientTimeoutApp;
+use crate::gateway::listener::{ClientTimeoutApp, TlsHandshakeApp};
 use crate::gateway::Gateway;
 use crate::ops::OpsApp;
 use crate::reload::ReloadOnHangup;
@@ -184,18 +184,20 @@ pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server,
     let mut gateway =
         pingora::proxy::HttpProxy::new(Gateway::new(state.clone()), server.configuration.clone());
     gateway.handle_init_modules();
-    let mut proxy = Service::new(
-        "harp gateway".to_string(),
-        ClientTimeoutApp::new(gateway, client_timeout),
-    );
-    proxy.add_tcp(&http_addr);
+    let app = ClientTimeoutApp::new(gateway, client_timeout);
     let https = if https_cert.is_file() {
         let cert = Arc::new(ReloadableCert::new(&https_cert)?);
         // The resolver replaces the paths, so the certificate can be swapped on SIGHUP.
         let mut tls =
             TlsSettings::intermediate("", "").map_err(|e| format!("cannot set up HTTPS: {e}"))?;
         tls.set_cert_resolver(cert.clone());
-        proxy.add_tls_with_settings(&https_addr, None, tls);
+        // A TCP listener: the handshake is ours, bounded by HP_TIMEOUT_CLIENT.
+        let mut https_service = Service::new(
+            "harp gateway https".to_string(),
+            TlsHandshakeApp::new(app.clone(), tls.build()),
+        );
+        https_service.add_tcp(&https_addr);
+        server.add_service(https_service);
         log::info!(
             "HTTPS listener on {https_addr} with {}",
             https_cert.display()
@@ -204,6 +206,8 @@ pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server,
     } else {
         None
     };
+    let mut proxy = Service::new("harp gateway".to_string(), app);
+    proxy.add_tcp(&http_addr);
     server.add_service(proxy);
     server.add_service(background_service(
         "reload on SIGHUP",

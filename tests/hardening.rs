@@ -400,3 +400,57 @@ fn each_listener_is_announced_at_the_default_log_level() {
     }
     assert!(!log.contains("WARN"), "{log}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTTPS handshakes obey HP_TIMEOUT_CLIENT
+// ---------------------------------------------------------------------------------------------
+
+/// Connects to `addr`, sends `first` (maybe nothing) and waits for harp to close the connection;
+/// the time that took, or `None` when it was still open after `limit`.
+async fn closed_after(addr: SocketAddr, first: &[u8], limit: Duration) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(first).await.unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at((started + limit).into(), conn.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_tls_client_is_closed_after_the_client_timeout() {
+    let certs = TempDir::new("certs");
+    write_cert_pem(certs.path());
+    let certs_dir = certs.path().display().to_string();
+    let (_nc, _echo, harp) = public_app(
+        "tlsslow",
+        &[("HP_TIMEOUT_CLIENT", "2s"), ("HP_CERTS_DIR", &certs_dir)],
+    )
+    .await;
+    // Nothing at all, and the first bytes of a ClientHello's record header then nothing.
+    for first in [&b""[..], &[0x16, 0x03, 0x01]] {
+        let took = closed_after(harp.https_addr(), first, Duration::from_secs(10)).await;
+        let took = took.unwrap_or_else(|| panic!("{first:?}: still open after 10 s"));
+        assert!(
+            took >= Duration::from_millis(1500),
+            "{first:?}: closed after {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "{first:?}: closed after {took:?}"
+        );
+    }
+    // A real client is served.
+    let res = https_client()
+        .get(harp.https_url("/exapps/tlsslow/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(!harp.log().contains("ERROR"), "{}", harp.log());
+}
