@@ -266,11 +266,13 @@ mod tests {
 
     #[test]
     fn deployment_shape() {
-        let mut settings = K8sSettings::default();
-        settings.host_aliases = vec![crate::config::HostAlias {
-            ip: "10.0.0.5".parse().unwrap(),
-            hostnames: vec!["nc.local".into(), "cloud".into()],
-        }];
+        let settings = K8sSettings {
+            host_aliases: vec![crate::config::HostAlias {
+                ip: "10.0.0.5".parse().unwrap(),
+                hostnames: vec!["nc.local".into(), "cloud".into()],
+            }],
+            ..K8sSettings::default()
+        };
         let d = deployment(
             &create(json!({"environment_variables": ["A=1"]})),
             &settings,
@@ -327,8 +329,10 @@ mod tests {
 
     #[test]
     fn pvc_and_service_shape() {
-        let mut settings = K8sSettings::default();
-        settings.storage_class = Some("fast".into());
+        let settings = K8sSettings {
+            storage_class: Some("fast".into()),
+            ..K8sSettings::default()
+        };
         let names = ExAppNames::derive("app", "", "rp");
         let v = serde_json::to_value(data_volume(&names, &settings)).unwrap();
         assert_eq!(v["metadata"]["name"], "nc-app-app-data");
