@@ -31,6 +31,7 @@ pub fn haproxy_page(status: u16) -> &'static str {
     match status {
         400 => "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n",
         403 => "<html><body><h1>403 Forbidden</h1>\nRequest forbidden by administrative rules.\n</body></html>\n",
+        408 => "<html><body><h1>408 Request Time-out</h1>\nYour browser didn't send a complete request in time.\n</body></html>\n",
         502 => "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n",
         504 => "<html><body><h1>504 Gateway Time-out</h1>\nThe server didn't respond in time.\n</body></html>\n",
         _ => "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n",
@@ -39,7 +40,7 @@ pub fn haproxy_page(status: u16) -> &'static str {
 
 fn canonical_status(status: u16) -> u16 {
     match status {
-        400 | 403 | 502 | 504 => status,
+        400 | 403 | 408 | 502 | 504 => status,
         _ => 503,
     }
 }

@@ -454,3 +454,71 @@ async fn a_silent_tls_client_is_closed_after_the_client_timeout() {
     assert_eq!(res.status(), 200);
     assert!(!harp.log().contains("ERROR"), "{}", harp.log());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Slow request bodies: HP_TIMEOUT_BODY
+// ---------------------------------------------------------------------------------------------
+
+/// Sends a request whose 20-byte body trickles in one byte every 500 ms; returns what came back
+/// and when.
+async fn trickle_post(addr: SocketAddr, path: &str) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let (mut rd, mut wr) = conn.into_split();
+    let writer = tokio::spawn(async move {
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if wr.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+        // Keep the write side open: a half-close reads as the client leaving.
+        std::future::pending::<()>().await;
+        drop(wr);
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut answer)).await;
+    let took = started.elapsed();
+    writer.abort();
+    (String::from_utf8_lossy(&answer).into_owned(), took)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_slower_than_hp_timeout_body_is_cut_off() {
+    let (_nc, echo, harp) = public_app("slowbody", &[("HP_TIMEOUT_BODY", "2s")]).await;
+    let (answer, took) = trickle_post(harp.http_addr(), "/exapps/slowbody/x").await;
+    assert!(took < Duration::from_secs(4), "took {took:?}: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        echo.requests().iter().all(|r| r.body.len() < 20),
+        "the ExApp got the whole body"
+    );
+    // A body that arrives in time is not affected.
+    let out = request(
+        harp.http_addr(),
+        "POST",
+        b"/exapps/slowbody/x",
+        &[],
+        b"hello",
+    )
+    .await;
+    assert_eq!(out.status(), 200, "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_hp_timeout_body_a_slow_body_is_served() {
+    let (_nc, echo, harp) = public_app("slowok", &[]).await;
+    let (answer, took) = trickle_post(harp.http_addr(), "/exapps/slowok/x").await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{answer}\n{}",
+        harp.log()
+    );
+    assert!(took >= Duration::from_secs(10), "{took:?}");
+    assert_eq!(echo.last_request().unwrap().body, vec![b'x'; 20]);
+}

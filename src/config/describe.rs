@@ -64,6 +64,9 @@ impl Settings {
             Key::TimeoutTunnel => self
                 .timeout_tunnel
                 .map_or_else(|| "0".to_string(), time::format),
+            Key::TimeoutBody => self
+                .timeout_body
+                .map_or_else(|| "0".to_string(), time::format),
             Key::CertsDir => self.certs_dir.display().to_string(),
             Key::DockerSocket => self.docker_socket.display().to_string(),
             Key::OpsAddress => self.ops_address.to_string(),

@@ -37,6 +37,7 @@ pub(crate) enum Key {
     TimeoutClient,
     TimeoutServer,
     TimeoutTunnel,
+    TimeoutBody,
     CertsDir,
     DockerSocket,
     OpsAddress,
@@ -60,7 +61,7 @@ pub(crate) enum Key {
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 37] = [
+    pub(crate) const ALL: [Key; 38] = [
         Key::SharedKey,
         Key::SharedKeyFile,
         Key::NcInstanceUrl,
@@ -78,6 +79,7 @@ impl Key {
         Key::TimeoutClient,
         Key::TimeoutServer,
         Key::TimeoutTunnel,
+        Key::TimeoutBody,
         Key::CertsDir,
         Key::DockerSocket,
         Key::OpsAddress,
@@ -125,6 +127,7 @@ impl Key {
             Key::TimeoutClient => ("HP_TIMEOUT_CLIENT", "timeout_client", Number),
             Key::TimeoutServer => ("HP_TIMEOUT_SERVER", "timeout_server", Number),
             Key::TimeoutTunnel => ("HP_TIMEOUT_TUNNEL", "timeout_tunnel", Number),
+            Key::TimeoutBody => ("HP_TIMEOUT_BODY", "timeout_body", Number),
             Key::CertsDir => ("HP_CERTS_DIR", "certs_dir", Text),
             Key::DockerSocket => ("HP_DOCKER_SOCKET", "docker_socket", Text),
             Key::OpsAddress => ("HP_OPS_ADDRESS", "ops_address", Text),

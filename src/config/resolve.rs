@@ -273,6 +273,7 @@ pub(crate) fn settings(
             Some(timeout_server),
             validate::tunnel_timeout,
         ),
+        timeout_body: r.or(Key::TimeoutBody, None, validate::off_or_timeout),
         certs_dir: r.or(
             Key::CertsDir,
             PathBuf::from(default::CERTS_DIR),

@@ -121,6 +121,10 @@ pub struct Settings {
     pub timeout_server: Duration,
     /// HP_TIMEOUT_TUNNEL (default = server timeout); `None` = unlimited (`0`).
     pub timeout_tunnel: Option<Duration>,
+    /// HP_TIMEOUT_BODY: the whole request body must arrive within this, counted from the
+    /// decision to forward; `None` (`0`, the default) = no limit beyond HP_TIMEOUT_CLIENT's
+    /// per-read one.
+    pub timeout_body: Option<Duration>,
     /// HP_CERTS_DIR (default /certs).
     pub certs_dir: PathBuf,
     /// HP_DOCKER_SOCKET (default /var/run/docker.sock).

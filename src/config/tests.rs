@@ -645,3 +645,22 @@ fn two_listeners_on_one_address_are_an_error() {
         )]
     );
 }
+
+#[test]
+fn timeout_body_is_off_by_default_and_0_turns_it_off() {
+    assert_eq!(ok(&[]).timeout_body, None);
+    assert_eq!(
+        ok(&[("HP_TIMEOUT_BODY", "2m")]).timeout_body,
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(ok(&[("HP_TIMEOUT_BODY", "0s")]).timeout_body, None);
+    let file = yaml("timeout_body: 10s\n");
+    let s = load_env(&env_with(&[]), Some(&file)).unwrap();
+    assert_eq!(s.timeout_body, Some(Duration::from_secs(10)));
+    assert!(
+        s.describe().contains("HP_TIMEOUT_BODY=10s"),
+        "{}",
+        s.describe()
+    );
+    assert_eq!(errors(&[("HP_TIMEOUT_BODY", "soon")]).len(), 1);
+}

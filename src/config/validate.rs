@@ -150,6 +150,11 @@ pub(crate) fn tunnel_timeout(text: &str) -> Result<Option<Duration>, String> {
     Ok(Some(time::parse(text)?).filter(|d| !d.is_zero()))
 }
 
+/// HP_TIMEOUT_BODY: `0` (with any unit) means off.
+pub(crate) fn off_or_timeout(text: &str) -> Result<Option<Duration>, String> {
+    Ok(Some(time::parse(text)?).filter(|d| !d.is_zero()))
+}
+
 /// HP_K8S_VERIFY_SSL: HaRP turns verification off only for `false` (any case); a typo keeps
 /// the safe side.
 pub(crate) fn not_false(text: &str) -> Result<bool, String> {

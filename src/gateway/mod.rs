@@ -53,6 +53,8 @@ pub struct RequestCtx {
     silent_drop: bool,
     connect_attempts: u8,
     upgrade: bool,
+    /// HP_TIMEOUT_BODY: when the request body must be complete.
+    body_deadline: Option<Instant>,
 }
 
 pub struct Gateway {
@@ -208,6 +210,7 @@ impl ProxyHttp for Gateway {
             silent_drop: false,
             connect_attempts: 0,
             upgrade: false,
+            body_deadline: None,
         }
     }
 
@@ -303,6 +306,10 @@ impl ProxyHttp for Gateway {
                     uri,
                     app_id,
                 });
+                if let (Some(limit), false) = (settings.timeout_body, ctx.upgrade) {
+                    ctx.body_deadline = Some(Instant::now() + limit);
+                    session.set_read_timeout(Some(settings.timeout_client.min(limit)));
+                }
                 Ok(false)
             }
             Verdict::Drop { strike } => {
@@ -427,6 +434,36 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// HP_TIMEOUT_BODY: each read of the body may wait only for what is left of the deadline,
+    /// so a body trickling in is cut off on time (408) however short its gaps.
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(deadline) = ctx.body_deadline else {
+            return Ok(());
+        };
+        let client_timeout = self.state.settings.timeout_client;
+        if end_of_stream {
+            ctx.body_deadline = None;
+            session.set_read_timeout(Some(client_timeout));
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "request body not complete within HP_TIMEOUT_BODY",
+            )
+            .into_down());
+        }
+        session.set_read_timeout(Some(client_timeout.min(left)));
+        Ok(())
+    }
+
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -472,6 +509,8 @@ impl ProxyHttp for Gateway {
             ) => {
                 return no_reply;
             }
+            // HAProxy's answer to a request that does not arrive in time.
+            (pingora::ErrorSource::Downstream, ErrorType::ReadTimedout) => 408,
             (pingora::ErrorSource::Downstream, _) => 400,
             _ if is_connect_failure(e.etype()) => 503,
             _ => {
