@@ -58,6 +58,19 @@ async fn cluster_with(api: FakeK8s, extra: &[(&str, &str)]) -> Cluster {
     Cluster { harp, nc, api }
 }
 
+/// A second (or restarted) harp for the same Nextcloud and cluster: empty caches.
+fn another_harp(nc: &StubNextcloud, api: &FakeK8s) -> Harp {
+    let (nc, url, token) = (nc.url(), api.url(), api.token());
+    tokio::task::block_in_place(|| {
+        Harp::start(&[
+            ("NC_INSTANCE_URL", &nc),
+            ("HP_K8S_ENABLED", "true"),
+            ("HP_K8S_API_SERVER", &url),
+            ("HP_K8S_BEARER_TOKEN", &token),
+        ])
+    })
+}
+
 /// One answer: status and body text.
 struct Answer {
     status: u16,
@@ -333,14 +346,7 @@ async fn appapi_kubernetes_sequence_deploy_route_disable_enable_remove() {
     // A restarted harp (empty caches) resolves the Service on the first request.
     drop(c.harp);
     let c = Cluster {
-        harp: tokio::task::block_in_place(|| {
-            Harp::start(&[
-                ("NC_INSTANCE_URL", &c.nc.url()),
-                ("HP_K8S_ENABLED", "true"),
-                ("HP_K8S_API_SERVER", &c.api.url()),
-                ("HP_K8S_BEARER_TOKEN", &c.api.token()),
-            ])
-        }),
+        harp: another_harp(&c.nc, &c.api),
         nc: c.nc,
         api: c.api,
     };
@@ -411,14 +417,7 @@ async fn two_roles_share_one_volume_and_an_existing_app_is_replaced() {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["serviceName"], "nc-app-k8s-app-rp");
     let exapp = exapp_on_service(&c.api, "nc-app-k8s-app-rp").await;
-    let restarted = tokio::task::block_in_place(|| {
-        Harp::start(&[
-            ("NC_INSTANCE_URL", &c.nc.url()),
-            ("HP_K8S_ENABLED", "true"),
-            ("HP_K8S_API_SERVER", &c.api.url()),
-            ("HP_K8S_BEARER_TOKEN", &c.api.token()),
-        ])
-    });
+    let restarted = another_harp(&c.nc, &c.api);
     let resp = client()
         .get(restarted.url(&format!("/exapps/{APP}/public/x")))
         .send()
@@ -506,14 +505,7 @@ async fn nodeport_loadbalancer_and_manual_exposure() {
         annotations["appapi.nextcloud.com/upstream-port"],
         manual_exapp.port().to_string()
     );
-    let restarted = tokio::task::block_in_place(|| {
-        Harp::start(&[
-            ("NC_INSTANCE_URL", &c.nc.url()),
-            ("HP_K8S_ENABLED", "true"),
-            ("HP_K8S_API_SERVER", &c.api.url()),
-            ("HP_K8S_BEARER_TOKEN", &c.api.token()),
-        ])
-    });
+    let restarted = another_harp(&c.nc, &c.api);
     let resp = client()
         .get(restarted.url(&format!("/exapps/{APP}/public/manual")))
         .send()
