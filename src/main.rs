@@ -53,11 +53,7 @@ fn parse_args() -> Result<Cli, String> {
 
 /// Started before the settings are read so their warnings are not lost; narrowed afterwards.
 fn init_logging() {
-    env_logger::Builder::new()
-        .filter_level(log::LevelFilter::Trace)
-        .format_timestamp_millis()
-        .init();
-    log::set_max_level(log::LevelFilter::Warn);
+    harp::logging::init();
 }
 
 /// mimalloc asks for transparent huge pages on its arena (MADV_HUGEPAGE), so where the kernel

@@ -522,3 +522,124 @@ async fn without_hp_timeout_body_a_slow_body_is_served() {
     assert!(took >= Duration::from_secs(10), "{took:?}");
     assert_eq!(echo.last_request().unwrap().body, vec![b'x'; 20]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Client behaviour is not an ERROR
+// ---------------------------------------------------------------------------------------------
+
+/// harp's log lines at WARN or ERROR.
+fn warnings_and_errors(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_closing_a_websocket_logs_no_error() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::MaybeTlsStream;
+    let (_nc, _echo, harp) = public_app("wsclose", &[("HP_LOG_LEVEL", "warning")]).await;
+    let url = format!("ws://{}/exapps/wsclose/ws", harp.http_addr());
+    // A clean close; a client that goes away; one that resets the connection; one that goes
+    // away while its message is being echoed.
+    for how in ["close", "drop", "reset", "drop-while-echoing"] {
+        let mut ws = ws_connect(&url, &[]).await;
+        ws.send(Message::Text("hi".into())).await.unwrap();
+        if how == "drop-while-echoing" {
+            ws.send(Message::Binary(vec![7u8; 1 << 20].into()))
+                .await
+                .unwrap();
+            if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+                tcp.set_zero_linger().unwrap();
+            }
+            drop(ws);
+            continue;
+        }
+        let echo = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echo.into_text().unwrap().as_str(), "hi");
+        match how {
+            "close" => {
+                ws.close(None).await.unwrap();
+                while let Some(Ok(_)) = ws.next().await {}
+            }
+            "reset" => {
+                if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+                    tcp.set_zero_linger().unwrap();
+                }
+                drop(ws);
+            }
+            _ => drop(ws),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = harp.log();
+    assert_eq!(warnings_and_errors(&log), Vec::<&str>::new(), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_leaving_early_log_no_error() {
+    use tokio::io::AsyncWriteExt;
+    let (_nc, _echo, harp) = public_app("leaving", &[("HP_LOG_LEVEL", "warning")]).await;
+    let addr = harp.http_addr();
+    // Half a request head, then gone; a request whose answer is never read; a body cut short.
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /exapps/leaving/x HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    drop(conn);
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!("GET /exapps/leaving/sleep/300 HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    conn.write_all(head.as_bytes()).await.unwrap();
+    drop(conn);
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /exapps/leaving/x HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100\r\n\r\nabc"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(conn);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let log = harp.log();
+    assert_eq!(warnings_and_errors(&log), Vec::<&str>::new(), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_exapp_is_one_warning_a_minute() {
+    let nc = StubNextcloud::start().await;
+    let closed = ClosedPort::new();
+    nc.set_app(
+        "deadapp",
+        StubNextcloud::record(
+            "tok",
+            "1.0.0",
+            "127.0.0.1",
+            closed.port(),
+            &[(".*", PUBLIC, &[])],
+        ),
+    );
+    let harp = Harp::start(&[
+        ("NC_INSTANCE_URL", &nc.url()),
+        ("HP_LOG_LEVEL", "warning"),
+        ("HP_TIMEOUT_CONNECT", "50ms"),
+    ]);
+    for _ in 0..3 {
+        let out = get(harp.http_addr(), "/exapps/deadapp/x?token=secret", &[]).await;
+        assert_eq!(out.status(), 503, "{out:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = harp.log();
+    let lines = warnings_and_errors(&log);
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains(" WARN ")
+            && lines[0].contains(&format!("ExApp deadapp at 127.0.0.1:{}", closed.port()))
+            && lines[0].contains("GET /exapps/deadapp/x failed (503)"),
+        "{log}"
+    );
+    assert!(!log.contains("secret"), "{log}");
+}

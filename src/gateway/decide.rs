@@ -1,6 +1,7 @@
 //! The routing decision for one ExApp request (HaRP D7-D13): who may reach which ExApp, at
 //! which address, with which AppAPI headers. Reads only the request head; never writes.
 
+use crate::logging::warn_limited;
 use crate::nextcloud::record::PUBLIC;
 use crate::nextcloud::{ExAppRecord, Host, LookupError, SessionError, User};
 use crate::state::AppState;
@@ -135,14 +136,20 @@ pub async fn decide(state: &AppState, req: &Request<'_>) -> Verdict {
             }
         }
         Err(LookupError::Failed(why)) => {
-            log::warn!("ExApp {:?}: {why}", req.app_lower);
+            warn_limited(
+                "exapp lookup",
+                format_args!("ExApp {:?}: {why}", req.app_lower),
+            );
             return Verdict::Deny {
                 status: 404,
                 strike: false,
             };
         }
         Err(LookupError::Unavailable(why)) => {
-            log::warn!("ExApp {:?}: {why}", req.app_lower);
+            warn_limited(
+                "exapp lookup",
+                format_args!("ExApp {:?}: {why}", req.app_lower),
+            );
             return Verdict::Deny {
                 status: 503,
                 strike: false,
@@ -181,7 +188,10 @@ async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
         // The app is known but where it runs is not (a Kubernetes API error): the address in
         // the headers is AppAPI's logical host, not one to dial.
         Err(LookupError::Unavailable(why)) => {
-            log::warn!("ExApp {:?}: {why}", req.app_lower);
+            warn_limited(
+                "exapp lookup",
+                format_args!("ExApp {:?}: {why}", req.app_lower),
+            );
             return Verdict::Deny {
                 status: 503,
                 strike: false,
@@ -225,7 +235,10 @@ async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
             route: None,
         }),
         Err(why) => {
-            log::warn!("ExApp {:?}: {why}", req.app_lower);
+            warn_limited(
+                "exapp lookup",
+                format_args!("ExApp {:?}: {why}", req.app_lower),
+            );
             Verdict::Deny {
                 status: 404,
                 strike: false,
@@ -282,7 +295,10 @@ async fn authorize_by_routes(
         // Our Q17 fix: Nextcloud being down must not lock anonymous visitors out of PUBLIC pages.
         Err(_) if route.access_level == PUBLIC => None,
         Err(why) => {
-            log::warn!("user-info for {:?} failed: {why}", req.app_lower);
+            warn_limited(
+                "user-info",
+                format_args!("user-info for {:?} failed: {why}", req.app_lower),
+            );
             return Verdict::Deny {
                 status: 401,
                 strike: false,
@@ -302,7 +318,10 @@ async fn authorize_by_routes(
     let ip = match state.apps.resolve(&record.host).await {
         Ok(ip) => ip,
         Err(why) => {
-            log::warn!("ExApp {:?}: {why}", req.app_lower);
+            warn_limited(
+                "exapp lookup",
+                format_args!("ExApp {:?}: {why}", req.app_lower),
+            );
             return Verdict::Deny {
                 status: 404,
                 strike: false,

@@ -286,9 +286,12 @@ impl ProxyHttp for Gateway {
         {
             Ok(v) => v,
             Err(_) => {
-                log::warn!(
-                    "decision for ExApp {app_lower:?} exceeded {:?}",
-                    settings.decision_timeout
+                crate::logging::warn_limited(
+                    "decision timeout",
+                    format_args!(
+                        "decision for ExApp {app_lower:?} exceeded {:?}",
+                        settings.decision_timeout
+                    ),
                 );
                 Verdict::Deny {
                     status: 503,
@@ -530,8 +533,20 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _e: &Error) -> bool {
-        ctx.silent_drop
+    /// Failures are logged by `logging`, at the level their cause deserves.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _e: &Error) -> bool {
+        true
+    }
+
+    /// A retried connect is not worth a line; the final failure is (see `logging`).
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+        _e: &Error,
+        _context: pingora::proxy::ProxyWarnLogContext,
+    ) -> bool {
+        true
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -546,6 +561,9 @@ impl ProxyHttp for Gateway {
             self.state
                 .metrics
                 .record_docker_call(DockerOp::Passthrough(*op), status, e.is_some());
+        }
+        if let (Some(e), false) = (e, ctx.silent_drop) {
+            log_failure(&app, ctx, req, e, status);
         }
         if !log::log_enabled!(target: "access", log::Level::Info) {
             return;
@@ -591,6 +609,50 @@ impl Gateway {
         } else {
             Cow::Borrowed("unknown")
         }
+    }
+}
+
+/// One failed request, at the level its cause deserves: what the client did (went away, reset,
+/// timed out, sent garbage) is DEBUG; an ExApp or Docker engine that fails is a WARN, and
+/// anything else an ERROR, each at most once a minute per app and kind.
+fn log_failure(app: &str, ctx: &RequestCtx, req: &RequestHeader, e: &Error, status: u16) {
+    use pingora::ErrorSource;
+    let client_side = match e.esource() {
+        ErrorSource::Downstream => true,
+        ErrorSource::Upstream => false,
+        _ => matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed
+                | ErrorType::ReadError
+                | ErrorType::WriteError
+                | ErrorType::ReadTimedout
+                | ErrorType::WriteTimedout
+        ),
+    };
+    if client_side {
+        log::debug!(
+            "client {} left {} {} (app {app}): {e}",
+            ctx.client_ip,
+            req.method,
+            req.uri.path()
+        );
+        return;
+    }
+    let kind = format!("{app} {}", e.etype().as_str());
+    let upstream = match &ctx.upstream {
+        Some(Upstream::ExApp { target, .. }) => format!("ExApp {app} at {}", target.addr),
+        Some(Upstream::DockerEngine { .. }) => "the Docker engine".to_string(),
+        None => format!("app {app}"),
+    };
+    let args = format_args!(
+        "{upstream}: {} {} failed ({status}): {e}",
+        req.method,
+        req.uri.path()
+    );
+    if e.esource() == &ErrorSource::Upstream || is_connect_failure(e.etype()) {
+        crate::logging::warn_limited(&kind, args);
+    } else {
+        crate::logging::error_limited(&kind, args);
     }
 }
 
