@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod gateway;
 pub mod guard;
 pub mod k8s;
+pub mod listeners;
 pub mod logging;
 pub mod metrics;
 pub mod nextcloud;

@@ -4,7 +4,7 @@
 //! running harp's key; once a second at most). Separate from
 //! the ExApp listeners so probes never pass through the brute-force guard.
 
-use crate::server::Listener;
+use crate::listeners::Listener;
 use crate::state::AppState;
 use async_trait::async_trait;
 use http::Response;

@@ -5,6 +5,8 @@ use crate::config::Settings;
 use crate::gateway::https::ReloadableCert;
 use crate::gateway::listener::{ClientTimeoutApp, TlsHandshakeApp};
 use crate::gateway::Gateway;
+pub use crate::listeners::listeners;
+use crate::listeners::Listener;
 use crate::ops::OpsApp;
 use crate::reload::ReloadOnHangup;
 use crate::state::AppState;
@@ -15,66 +17,11 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// Seconds in-flight requests get after SIGTERM before the process exits.
 const GRACE_PERIOD_SECS: u64 = 5;
-
-/// One listening socket of harp's, named by the setting that configures it.
-#[derive(Debug, Clone)]
-pub struct Listener {
-    pub setting: &'static str,
-    pub scheme: &'static str,
-    pub addr: SocketAddr,
-}
-
-impl Listener {
-    /// Where a local client reaches it: a wildcard address means loopback.
-    pub fn connect_addr(&self) -> SocketAddr {
-        let mut addr = self.addr;
-        match addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => addr.set_ip(Ipv4Addr::LOCALHOST.into()),
-            IpAddr::V6(ip) if ip.is_unspecified() => addr.set_ip(Ipv6Addr::LOCALHOST.into()),
-            _ => {}
-        }
-        addr
-    }
-}
-
-impl std::fmt::Display for Listener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.setting, self.addr)
-    }
-}
-
-/// Every listener harp opens with `settings`; HTTPS only when its certificate exists.
-pub fn listeners(settings: &Settings) -> Vec<Listener> {
-    let mut all = vec![Listener {
-        setting: "HP_EXAPPS_ADDRESS",
-        scheme: "http",
-        addr: settings.exapps_address,
-    }];
-    if settings.certs_dir.join("cert.pem").is_file() {
-        all.push(Listener {
-            setting: "HP_EXAPPS_HTTPS_ADDRESS",
-            scheme: "https",
-            addr: settings.exapps_https_address,
-        });
-    }
-    all.push(Listener {
-        setting: "HP_FRP_ADDRESS",
-        scheme: "frp",
-        addr: settings.frp_address,
-    });
-    all.push(Listener {
-        setting: "HP_OPS_ADDRESS",
-        scheme: "http",
-        addr: settings.ops_address,
-    });
-    all
-}
 
 /// Binds each listener once before Pingora does. Pingora retries a taken port for about 30 s,
 /// then panics in that service's thread while the rest of the process runs on; this names the

@@ -135,28 +135,23 @@ pub async fn decide(state: &AppState, req: &Request<'_>) -> Verdict {
                 strike: true,
             }
         }
-        Err(LookupError::Failed(why)) => {
-            warn_limited(
-                "exapp lookup",
-                format_args!("ExApp {:?}: {why}", req.app_lower),
-            );
-            return Verdict::Deny {
-                status: 404,
-                strike: false,
-            };
-        }
-        Err(LookupError::Unavailable(why)) => {
-            warn_limited(
-                "exapp lookup",
-                format_args!("ExApp {:?}: {why}", req.app_lower),
-            );
-            return Verdict::Deny {
-                status: 503,
-                strike: false,
-            };
-        }
+        Err(LookupError::Failed(why)) => return lookup_failed(req, &why, 404),
+        Err(LookupError::Unavailable(why)) => return lookup_failed(req, &why, 503),
     };
     authorize_by_routes(state, req, record).await
+}
+
+/// A record that could not be had: Nextcloud failing is HaRP's 404, a Kubernetes API error
+/// while finding the app's address is 503; neither is the client's fault.
+fn lookup_failed(req: &Request<'_>, why: &str, status: u16) -> Verdict {
+    warn_limited(
+        "exapp lookup",
+        format_args!("ExApp {:?}: {why}", req.app_lower),
+    );
+    Verdict::Deny {
+        status,
+        strike: false,
+    }
 }
 
 /// HaRP D7: AppAPI's own signed request, authorised by the key instead of a user.
@@ -187,16 +182,7 @@ async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
         Ok(record) => Some(record),
         // The app is known but where it runs is not (a Kubernetes API error): the address in
         // the headers is AppAPI's logical host, not one to dial.
-        Err(LookupError::Unavailable(why)) => {
-            warn_limited(
-                "exapp lookup",
-                format_args!("ExApp {:?}: {why}", req.app_lower),
-            );
-            return Verdict::Deny {
-                status: 503,
-                strike: false,
-            };
-        }
+        Err(LookupError::Unavailable(why)) => return lookup_failed(req, &why, 503),
         Err(_) => None,
     };
     if authorization.is_empty() {
