@@ -15,6 +15,7 @@ pub mod guard;
 pub mod k8s;
 pub mod listeners;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod nextcloud;
 pub mod ops;

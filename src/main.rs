@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: harp [run] [--config PATH]
@@ -56,21 +54,8 @@ fn init_logging() {
     harp::logging::init();
 }
 
-/// mimalloc asks for transparent huge pages on its arena (MADV_HUGEPAGE), so where the kernel
-/// has free huge pages an idle harp-rs held 10 MB more (28 instead of 16 MiB RSS, varying from
-/// start to start). A proxy's working set is small and scattered: it gains nothing measurable
-/// from 2 MiB pages, and admins compare RSS. Best effort.
-fn disable_transparent_huge_pages() {
-    let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
-    // SAFETY: PR_SET_THP_DISABLE takes integer arguments (full-width, as the kernel reads
-    // unsigned longs from the variadic call) and touches no memory of ours.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused);
-    }
-}
-
 fn main() -> ExitCode {
-    disable_transparent_huge_pages();
+    harp::memory::tune();
     let cli = match parse_args() {
         Ok(c) => c,
         Err(e) => {

@@ -95,6 +95,49 @@ impl Counter {
     }
 }
 
+/// Connections to the gateway's listeners: how many are open, how many were refused because
+/// the limit was reached. The open count is also what the limit is checked against.
+#[derive(Default)]
+pub struct ConnectionGauge {
+    open: AtomicU64,
+    refused: Counter,
+}
+
+impl ConnectionGauge {
+    /// Takes a place if fewer than `max` are taken; counts a refusal otherwise.
+    pub fn try_open(&self, max: u64) -> bool {
+        let mut open = self.open.load(Ordering::Relaxed);
+        loop {
+            if open >= max {
+                self.refused.inc();
+                return false;
+            }
+            match self.open.compare_exchange_weak(
+                open,
+                open + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => open = now,
+            }
+        }
+    }
+
+    /// Gives back a place taken by `try_open`.
+    pub fn close(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.refused.get()
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<HashMap<String, RequestCounts>>,
@@ -114,6 +157,8 @@ pub struct Metrics {
     pub strikes: Counter,
     /// By [`DockerOp`], then `[ok, error]`.
     docker_calls: [[Counter; 2]; DockerOp::COUNT],
+    /// Connections to HP_EXAPPS_ADDRESS and HP_EXAPPS_HTTPS_ADDRESS (HP_MAX_CONNECTIONS).
+    pub gateway_connections: ConnectionGauge,
 }
 
 impl Metrics {
@@ -258,6 +303,19 @@ impl Metrics {
             "harp_bruteforce_strikes_total",
             "Brute-force strikes recorded.",
             &[("", &self.strikes)],
+        );
+        counter(
+            &mut out,
+            "harp_connections_refused_total",
+            "Connections to the gateway closed as soon as accepted because HP_MAX_CONNECTIONS \
+             were open.",
+            &[("", &self.gateway_connections.refused)],
+        );
+        let open = self.gateway_connections.open();
+        let _ = writeln!(
+            out,
+            "# HELP harp_connections_open Connections open on the gateway's listeners.\n\
+             # TYPE harp_connections_open gauge\nharp_connections_open {open}"
         );
         for (name, help, value) in gauges {
             let _ = writeln!(

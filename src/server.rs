@@ -2,8 +2,9 @@
 //! and the ops listener, all sharing one `AppState`.
 
 use crate::config::Settings;
+use crate::gateway::admission::Admission;
 use crate::gateway::https::ReloadableCert;
-use crate::gateway::listener::{ClientTimeoutApp, TlsHandshakeApp};
+use crate::gateway::listener::{GatewayApp, GatewayListener};
 use crate::gateway::Gateway;
 pub use crate::listeners::listeners;
 use crate::listeners::Listener;
@@ -82,8 +83,7 @@ pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server,
     exit_when_a_listener_fails();
     let https_cert = settings.certs_dir.join("cert.pem");
     let threads = settings.threads;
-    let (http_addr, https_addr, ops_addr) = (
-        settings.exapps_address.to_string(),
+    let (https_addr, ops_addr) = (
         settings.exapps_https_address.to_string(),
         settings.ops_address.to_string(),
     );
@@ -131,20 +131,29 @@ pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server,
     let mut gateway =
         pingora::proxy::HttpProxy::new(Gateway::new(state.clone()), server.configuration.clone());
     gateway.handle_init_modules();
-    let app = ClientTimeoutApp::new(gateway, client_timeout);
+    let max_connections = fd_limit::connections_within(state.settings.max_connections);
+    let admission = Admission::new(max_connections, state.metrics.clone());
+    let app = GatewayApp::new(gateway, client_timeout);
+    let of = |setting: &str| {
+        listeners
+            .iter()
+            .find(|l| l.setting == setting)
+            .cloned()
+            .expect("every gateway listener is in listeners()")
+    };
     let https = if https_cert.is_file() {
         let cert = Arc::new(ReloadableCert::new(&https_cert)?);
         // The resolver replaces the paths, so the certificate can be swapped on SIGHUP.
         let mut tls =
             TlsSettings::intermediate("", "").map_err(|e| format!("cannot set up HTTPS: {e}"))?;
         tls.set_cert_resolver(cert.clone());
-        // A TCP listener: the handshake is ours, bounded by HP_TIMEOUT_CLIENT.
-        let mut https_service = Service::new(
-            "harp gateway https".to_string(),
-            TlsHandshakeApp::new(app.clone(), tls.build()),
-        );
-        https_service.add_tcp(&https_addr);
-        server.add_service(https_service);
+        // The handshake is the listener's, bounded by HP_TIMEOUT_CLIENT.
+        server.add_service(GatewayListener::new(
+            of("HP_EXAPPS_HTTPS_ADDRESS"),
+            app.clone(),
+            Some(tls.build()),
+            admission.clone(),
+        ));
         log::info!(
             "HTTPS listener on {https_addr} with {}",
             https_cert.display()
@@ -153,9 +162,12 @@ pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server,
     } else {
         None
     };
-    let mut proxy = Service::new("harp gateway".to_string(), app);
-    proxy.add_tcp(&http_addr);
-    server.add_service(proxy);
+    server.add_service(GatewayListener::new(
+        of("HP_EXAPPS_ADDRESS"),
+        app,
+        None,
+        admission,
+    ));
     server.add_service(background_service(
         "reload on SIGHUP",
         ReloadOnHangup {
@@ -185,4 +197,67 @@ pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server,
         ));
     }
     Ok(server)
+}
+
+/// The file descriptors the connection limit needs, as HAProxy sizes its own from `maxconn`.
+mod fd_limit {
+    /// Descriptors for all but the gateway's connections: the tunnel's (at most 2,048 before
+    /// login, more once logged in), listeners, Nextcloud, Docker and Kubernetes calls.
+    const RESERVED: u64 = 2560;
+    /// A gateway connection holds its client's socket and, while proxied, one to the ExApp.
+    const PER_CONNECTION: u64 = 2;
+
+    /// Raises the soft descriptor limit as far as HP_MAX_CONNECTIONS needs (and the hard
+    /// limit allows), and returns how many connections fit: `max`, or fewer, with a warning,
+    /// when the hard limit is too low. Without this, at the limit every accept fails with
+    /// "Too many open files" and new clients hang instead of being refused.
+    pub fn connections_within(max: usize) -> usize {
+        let want = max as u64 * PER_CONNECTION + RESERVED;
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return max;
+        }
+        if limit.rlim_cur < want {
+            let raised = libc::rlimit {
+                rlim_cur: want.min(limit.rlim_max),
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: setrlimit reads the struct it is given.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit = raised;
+            }
+        }
+        fitting(max, limit.rlim_cur)
+    }
+
+    fn fitting(max: usize, descriptors: u64) -> usize {
+        let want = max as u64 * PER_CONNECTION + RESERVED;
+        if descriptors >= want {
+            return max;
+        }
+        let fit = (descriptors.saturating_sub(RESERVED) / PER_CONNECTION).max(1) as usize;
+        log::warn!(
+            "HP_MAX_CONNECTIONS={max} needs {want} file descriptors but the limit is \
+             {descriptors} (ulimit -n; with Docker: --ulimit nofile=...): the gateway holds at \
+             most {fit} connections"
+        );
+        fit
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::fitting;
+
+        #[test]
+        fn a_low_descriptor_limit_lowers_the_connection_limit() {
+            assert_eq!(fitting(8192, 1_048_576), 8192);
+            assert_eq!(fitting(8192, 2 * 8192 + 2560), 8192);
+            assert_eq!(fitting(8192, 4560), 1000);
+            assert_eq!(fitting(8192, 1024), 1);
+        }
+    }
 }

@@ -96,6 +96,7 @@ impl Settings {
             Key::K8sImagePullTimeout => time::format(self.k8s.image_pull_timeout),
             Key::K8sStartTimeout => time::format(self.k8s.start_timeout),
             Key::Threads => self.threads.to_string(),
+            Key::MaxConnections => self.max_connections.to_string(),
         };
         Some(value)
     }

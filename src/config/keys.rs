@@ -58,10 +58,11 @@ pub(crate) enum Key {
     K8sImagePullTimeout,
     K8sStartTimeout,
     Threads,
+    MaxConnections,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 38] = [
+    pub(crate) const ALL: [Key; 39] = [
         Key::SharedKey,
         Key::SharedKeyFile,
         Key::NcInstanceUrl,
@@ -100,6 +101,7 @@ impl Key {
         Key::K8sImagePullTimeout,
         Key::K8sStartTimeout,
         Key::Threads,
+        Key::MaxConnections,
     ];
 
     /// (environment variable, YAML key, accepted YAML type).
@@ -156,6 +158,7 @@ impl Key {
             ),
             Key::K8sStartTimeout => ("HP_K8S_START_TIMEOUT", "k8s_start_timeout", Number),
             Key::Threads => ("HP_THREADS", "threads", Number),
+            Key::MaxConnections => ("HP_MAX_CONNECTIONS", "max_connections", Number),
         }
     }
 

@@ -29,6 +29,8 @@ mod default {
     pub const DECISION_TIMEOUT_SECS: u64 = 30;
     pub const CERTS_DIR: &str = "/certs";
     pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+    /// HaRP's haproxy.cfg: `maxconn 8192`.
+    pub const MAX_CONNECTIONS: usize = 8192;
 }
 
 struct Resolver<'a> {
@@ -299,6 +301,11 @@ pub(crate) fn settings(
         tunnel_in_process: r.or(Key::TunnelInProcess, false, validate::boolean),
         k8s: r.k8s(in_cluster_api_server),
         threads: r.or(Key::Threads, default_threads(), validate::threads),
+        max_connections: r.or(
+            Key::MaxConnections,
+            default::MAX_CONNECTIONS,
+            validate::max_connections,
+        ),
     };
     r.listener_clashes(&settings);
     if r.errors.is_empty() {

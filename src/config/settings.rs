@@ -145,6 +145,10 @@ pub struct Settings {
     pub k8s: K8sSettings,
     /// HP_THREADS: worker threads of the proxy service (default: number of CPUs).
     pub threads: usize,
+    /// HP_MAX_CONNECTIONS: connections the gateway's listeners (HTTP and HTTPS together) hold at
+    /// once; more are closed as soon as they are accepted (default 8192, HaRP's HAProxy
+    /// `maxconn`).
+    pub max_connections: usize,
 }
 
 impl Settings {

@@ -130,6 +130,15 @@ pub(crate) fn threads(text: &str) -> Result<usize, String> {
     }
 }
 
+/// HP_MAX_CONNECTIONS: at least 1; the upper bound keeps the count far from overflow and
+/// within what a file-descriptor limit can grant (two descriptors per proxied connection).
+pub(crate) fn max_connections(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err("expected a whole number of connections from 1 to 1000000".to_string()),
+    }
+}
+
 pub(crate) fn path(text: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(text))
 }

@@ -5,6 +5,7 @@
 //! carry that decision out. The gateway never awaits Docker, and awaits Nextcloud only on a
 //! cache miss, within `HP_DECISION_TIMEOUT`.
 
+pub mod admission;
 pub mod decide;
 pub mod docker_allow;
 pub mod docker_engine;
