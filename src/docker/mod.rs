@@ -21,14 +21,13 @@ mod tar;
 pub use crate::reply::Reply;
 pub use engines::Engines;
 
-use crate::metrics::DockerOp;
+use crate::metrics::{DockerOp, SidecarCall};
 use crate::state::AppState;
 use std::time::Duration;
 
-/// The eight operations, `/docker/exapp/<operation>`, with their total budgets (§8.2). Also the
-/// `op` label of the sidecar's `harp_docker_calls_total` series (`DockerOp::Sidecar`).
+/// The eight operations, `/docker/exapp/<operation>`, with their total budgets (§8.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
+pub(crate) enum Operation {
     Exists,
     Create,
     Start,
@@ -40,8 +39,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// In declaration order (`op as usize` indexes it).
-    pub const ALL: [Operation; 8] = [
+    const ALL: [Operation; 8] = [
         Operation::Exists,
         Operation::Create,
         Operation::Start,
@@ -52,8 +50,8 @@ impl Operation {
         Operation::ImageRemove,
     ];
 
-    /// The path segment, which is also the metric label.
-    pub fn as_str(self) -> &'static str {
+    /// The path segment.
+    fn as_str(self) -> &'static str {
         match self {
             Operation::Exists => "exists",
             Operation::Create => "create",
@@ -84,6 +82,22 @@ impl Operation {
     }
 }
 
+/// The `op` label of the sidecar's `harp_docker_calls_total` series.
+impl From<Operation> for SidecarCall {
+    fn from(op: Operation) -> SidecarCall {
+        match op {
+            Operation::Exists => SidecarCall::Exists,
+            Operation::Create => SidecarCall::Create,
+            Operation::Start => SidecarCall::Start,
+            Operation::Stop => SidecarCall::Stop,
+            Operation::WaitForStart => SidecarCall::WaitForStart,
+            Operation::Remove => SidecarCall::Remove,
+            Operation::InstallCertificates => SidecarCall::InstallCertificates,
+            Operation::ImageRemove => SidecarCall::ImageRemove,
+        }
+    }
+}
+
 /// Serve `/docker/exapp/<operation>` for AppAPI. `engine_port` is the raw `docker-engine-port`
 /// header, `body` the request body.
 pub async fn handle(
@@ -101,7 +115,7 @@ pub async fn handle(
     // as errors too.
     state
         .metrics
-        .record_docker_call(DockerOp::Sidecar(op), reply.status, false);
+        .record_docker_call(DockerOp::Sidecar(op.into()), reply.status, false);
     reply
 }
 
@@ -204,9 +218,10 @@ mod tests {
         assert_eq!(Operation::from_path("Exists"), None);
         assert_eq!(Operation::from_path("exists/x"), None);
         assert_eq!(Operation::WaitForStart.budget(), Duration::from_secs(105));
-        for (i, op) in Operation::ALL.into_iter().enumerate() {
-            assert_eq!(op as usize, i);
+        for op in Operation::ALL {
             assert_eq!(Operation::from_path(op.as_str()), Some(op));
+            // The metric label is the path segment.
+            assert_eq!(SidecarCall::from(op).as_str(), op.as_str());
         }
     }
 }
