@@ -3,7 +3,9 @@
 //!
 //! Owns: the eight endpoints' request validation (`payload`, `names`), the Docker call
 //! sequences and the exact statuses and texts AppAPI relies on (`endpoints/`), the engine
-//! clients (`engines`) and the small tar archives of `install_certificates` (`tar`).
+//! clients (`engines`), the small tar archives of `install_certificates` (`tar`), and for the
+//! gateway's raw Engine API passthrough (§7) the allowlist (`passthrough`) and which engine a
+//! port means with the API versions it serves (`target`).
 //! Must never: block the data plane (everything is async, each endpoint bounded by its §8.2
 //! budget, no blocking file I/O on the runtime), put an unchecked name into a Docker URL (Q16),
 //! or touch containers other than the `nc_app_*` one a request names.
@@ -15,8 +17,10 @@
 mod endpoints;
 mod engines;
 mod names;
+pub(crate) mod passthrough;
 mod payload;
 mod tar;
+pub(crate) mod target;
 
 pub use crate::reply::Reply;
 pub use engines::Engines;
