@@ -13,7 +13,8 @@ pub struct AppState {
     /// FRP proxies registered by tunnel clients, by port.
     pub tunnels: Arc<crate::tunnel::server::Registry>,
     pub metrics: Arc<Metrics>,
-    pub docker: crate::docker::Engines,
+    /// The Docker sidecar behind `/docker/exapp/*`.
+    pub docker: crate::docker::Sidecar,
     /// The Kubernetes backend (HP_K8S_*), also asked where Kubernetes ExApps run.
     pub k8s: Arc<crate::k8s::Kubernetes>,
     pub settings: Settings,
@@ -34,6 +35,7 @@ impl AppState {
             metrics.clone(),
         )?;
         let k8s = Arc::new(crate::k8s::Kubernetes::new(settings.k8s.clone()));
+        let docker = crate::docker::Sidecar::new(&settings, metrics.clone());
         let mut apps = ExAppDirectory::new();
         if k8s.enabled() {
             apps = apps.with_upstream_override(k8s.clone());
@@ -42,7 +44,7 @@ impl AppState {
             k8s,
             tunnels: Arc::new(crate::tunnel::server::Registry::new()),
             metrics,
-            docker: crate::docker::Engines::default(),
+            docker,
             nextcloud,
             apps,
             sessions: SessionCache::new(settings.session_lifetime),

@@ -23,11 +23,24 @@ mod tar;
 pub(crate) mod target;
 
 pub use crate::reply::Reply;
-pub use engines::Engines;
 
-use crate::metrics::{DockerOp, SidecarCall};
-use crate::state::AppState;
+use crate::config::Settings;
+use crate::metrics::{DockerOp, Metrics, SidecarCall};
+use engines::Engines;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The sidecar with what its endpoints use: the engine clients, the two paths they read from the
+/// settings and the metrics. Built once at start; the sidecar never sees the rest of harp's state.
+pub struct Sidecar {
+    engines: Engines,
+    /// HP_DOCKER_SOCKET: the local engine behind port 24000 (`target::target_for`).
+    docker_socket: PathBuf,
+    /// HP_CERTS_DIR, read by `install_certificates`.
+    certs_dir: PathBuf,
+    metrics: Arc<Metrics>,
+}
 
 /// The eight operations, `/docker/exapp/<operation>`, with their total budgets (§8.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,50 +115,55 @@ impl From<Operation> for SidecarCall {
     }
 }
 
-/// Serve `/docker/exapp/<operation>` for AppAPI. `engine_port` is the raw `docker-engine-port`
-/// header, `body` the request body.
-pub async fn handle(
-    state: &AppState,
-    operation: &str,
-    engine_port: Option<&[u8]>,
-    body: &[u8],
-) -> Reply {
-    // aiohttp's router answers unknown routes before any handler runs.
-    let Some(op) = Operation::from_path(operation) else {
-        return Reply::text(404, "404: Not Found");
-    };
-    let reply = handle_operation(state, op, engine_port, body).await;
-    // Every answer of a known operation counts, requests refused before any engine call (400)
-    // as errors too.
-    state
-        .metrics
-        .record_docker_call(DockerOp::Sidecar(op.into()), reply.status, false);
-    reply
-}
-
-async fn handle_operation(
-    state: &AppState,
-    op: Operation,
-    engine_port: Option<&[u8]>,
-    body: &[u8],
-) -> Reply {
-    let port = match parse_engine_port(engine_port) {
-        Ok(port) => port,
-        Err(reply) => return reply,
-    };
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Reply::text(400, "Invalid JSON body");
-    };
-    let reply = endpoints::run(state, op, port, &value).await;
-    if reply.status >= 500 {
-        log::warn!(
-            "docker/exapp/{} on engine port {port}: {} {}",
-            op.as_str(),
-            reply.status,
-            String::from_utf8_lossy(&reply.body)
-        );
+impl Sidecar {
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Sidecar {
+        Sidecar {
+            engines: Engines::default(),
+            docker_socket: settings.docker_socket.clone(),
+            certs_dir: settings.certs_dir.clone(),
+            metrics,
+        }
     }
-    reply
+
+    /// Serve `/docker/exapp/<operation>` for AppAPI. `engine_port` is the raw
+    /// `docker-engine-port` header, `body` the request body.
+    pub async fn handle(&self, operation: &str, engine_port: Option<&[u8]>, body: &[u8]) -> Reply {
+        // aiohttp's router answers unknown routes before any handler runs.
+        let Some(op) = Operation::from_path(operation) else {
+            return Reply::text(404, "404: Not Found");
+        };
+        let reply = self.handle_operation(op, engine_port, body).await;
+        // Every answer of a known operation counts, requests refused before any engine call
+        // (400) as errors too.
+        self.metrics
+            .record_docker_call(DockerOp::Sidecar(op.into()), reply.status, false);
+        reply
+    }
+
+    async fn handle_operation(
+        &self,
+        op: Operation,
+        engine_port: Option<&[u8]>,
+        body: &[u8],
+    ) -> Reply {
+        let port = match parse_engine_port(engine_port) {
+            Ok(port) => port,
+            Err(reply) => return reply,
+        };
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Reply::text(400, "Invalid JSON body");
+        };
+        let reply = endpoints::run(self, op, port, &value).await;
+        if reply.status >= 500 {
+            log::warn!(
+                "docker/exapp/{} on engine port {port}: {} {}",
+                op.as_str(),
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+        reply
+    }
 }
 
 /// HaRP's `get_docker_engine_port`: Python's `int()` of the header, 1-65535.
