@@ -2,12 +2,11 @@
 //! Built once at start; everything inside is internally synchronised.
 
 use crate::config::Settings;
-use crate::guard::{BanList, ClientIpResolver};
+use crate::guard::{self, BanList, ClientIpResolver};
 use crate::metrics::Metrics;
 use crate::nextcloud::{ExAppDirectory, NextcloudClient, SessionCache};
 use std::net::IpAddr;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 pub struct AppState {
     /// FRP proxies registered by tunnel clients, by port.
@@ -18,10 +17,12 @@ pub struct AppState {
     /// The Kubernetes backend (HP_K8S_*), also asked where Kubernetes ExApps run.
     pub k8s: Arc<crate::k8s::Kubernetes>,
     pub settings: Settings,
-    pub nextcloud: NextcloudClient,
-    pub apps: ExAppDirectory,
+    /// Shared with the tunnel's NewProxy owner check (`tunnel_admission`), as are `apps` and
+    /// `bans`.
+    pub nextcloud: Arc<NextcloudClient>,
+    pub apps: Arc<ExAppDirectory>,
     pub sessions: SessionCache,
-    pub bans: BanList,
+    pub bans: Arc<BanList>,
     pub client_ip: ClientIpResolver,
 }
 
@@ -45,10 +46,13 @@ impl AppState {
             tunnels: Arc::new(crate::tunnel::server::Registry::new()),
             metrics,
             docker,
-            nextcloud,
-            apps,
+            nextcloud: Arc::new(nextcloud),
+            apps: Arc::new(apps),
             sessions: SessionCache::new(settings.session_lifetime),
-            bans: BanList::new(settings.blacklist_window, settings.blacklist_count),
+            bans: Arc::new(BanList::new(
+                settings.blacklist_window,
+                settings.blacklist_count,
+            )),
             client_ip: ClientIpResolver::new(settings.trusted_proxies.clone()),
             settings,
         })
@@ -56,11 +60,22 @@ impl AppState {
 
     /// Constant-time comparison with the shared key (HaRP Q5).
     pub fn is_shared_key(&self, candidate: &[u8]) -> bool {
-        bool::from(self.settings.shared_key.as_bytes().ct_eq(candidate))
+        guard::is_shared_key(&self.settings.shared_key, candidate)
     }
 
     pub fn strike(&self, ip: IpAddr) {
-        self.metrics.strikes.inc();
-        self.bans.strike(ip);
+        guard::strike(&self.bans, &self.metrics, ip);
+    }
+
+    /// What the tunnel server checks its clients against: the same key, ban list and ExApp
+    /// records as the gateway.
+    pub fn tunnel_admission(&self) -> crate::tunnel::server::Admission {
+        crate::tunnel::server::Admission::new(
+            &self.settings,
+            self.bans.clone(),
+            self.metrics.clone(),
+            self.apps.clone(),
+            self.nextcloud.clone(),
+        )
     }
 }
