@@ -1,5 +1,10 @@
 //! The state every service shares: settings, Nextcloud client and caches, the ban list.
 //! Built once at start; everything inside is internally synchronised.
+//!
+//! The gateway, the control API and the ops listener hold the whole `AppState`; the rooms below
+//! it (docker, k8s, tunnel, ...) never import it and get only the handles they use
+//! (`docker::Sidecar`, `tunnel::server::Admission`), which keeps the room graph acyclic
+//! (docs/architecture.md, tests/house.rs).
 
 use crate::config::Settings;
 use crate::guard::{self, BanList, ClientIpResolver};
