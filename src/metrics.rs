@@ -4,8 +4,6 @@
 //! Counting is a few atomic adds and one short lock per request; label sets are bounded
 //! (MAX_APPS distinct app labels, the rest count as `other`) so clients cannot grow memory.
 
-use crate::docker::Operation;
-use crate::gateway::docker_allow::PassthroughCall;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,26 +37,100 @@ impl Outcome {
 
 /// An AppAPI Docker call, for the `via` and `op` labels of `harp_docker_calls_total`: one of the
 /// eight `/docker/exapp/*` endpoints or one of the five kinds of Engine API call the passthrough
-/// allows. A fixed set, so clients cannot mint label values.
+/// allows. A fixed set, so clients cannot mint label values. The label types are defined here so
+/// metrics imports no other room (docs/architecture.md); the docker room maps its operations
+/// onto them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DockerOp {
-    Sidecar(Operation),
+    Sidecar(SidecarCall),
     Passthrough(PassthroughCall),
 }
 
+/// The `op` label of a `/docker/exapp/<operation>` call: the operation's path segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SidecarCall {
+    Exists,
+    Create,
+    Start,
+    Stop,
+    WaitForStart,
+    Remove,
+    InstallCertificates,
+    ImageRemove,
+}
+
+impl SidecarCall {
+    /// In declaration order (`call as usize` indexes it).
+    pub const ALL: [SidecarCall; 8] = [
+        SidecarCall::Exists,
+        SidecarCall::Create,
+        SidecarCall::Start,
+        SidecarCall::Stop,
+        SidecarCall::WaitForStart,
+        SidecarCall::Remove,
+        SidecarCall::InstallCertificates,
+        SidecarCall::ImageRemove,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SidecarCall::Exists => "exists",
+            SidecarCall::Create => "create",
+            SidecarCall::Start => "start",
+            SidecarCall::Stop => "stop",
+            SidecarCall::WaitForStart => "wait_for_start",
+            SidecarCall::Remove => "remove",
+            SidecarCall::InstallCertificates => "install_certificates",
+            SidecarCall::ImageRemove => "image_remove",
+        }
+    }
+}
+
+/// The kinds of Engine API call the passthrough's allowlist lets through, as it classifies
+/// them: the `op` label of the passthrough's series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassthroughCall {
+    Ping,
+    ImageInspect,
+    ContainerInspect,
+    ContainerLogs,
+    ImagePull,
+}
+
+impl PassthroughCall {
+    /// In declaration order (`call as usize` indexes it).
+    pub const ALL: [PassthroughCall; 5] = [
+        PassthroughCall::Ping,
+        PassthroughCall::ImageInspect,
+        PassthroughCall::ContainerInspect,
+        PassthroughCall::ContainerLogs,
+        PassthroughCall::ImagePull,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassthroughCall::Ping => "ping",
+            PassthroughCall::ImageInspect => "image_inspect",
+            PassthroughCall::ContainerInspect => "container_inspect",
+            PassthroughCall::ContainerLogs => "container_logs",
+            PassthroughCall::ImagePull => "image_pull",
+        }
+    }
+}
+
 impl DockerOp {
-    const COUNT: usize = Operation::ALL.len() + PassthroughCall::ALL.len();
+    const COUNT: usize = SidecarCall::ALL.len() + PassthroughCall::ALL.len();
 
     /// Every operation in exposition order (the sidecar's, then the passthrough's), which is
     /// also the order of `DockerOp::index`.
     pub fn all() -> impl Iterator<Item = DockerOp> {
-        let sidecar = Operation::ALL.into_iter().map(DockerOp::Sidecar);
+        let sidecar = SidecarCall::ALL.into_iter().map(DockerOp::Sidecar);
         sidecar.chain(PassthroughCall::ALL.into_iter().map(DockerOp::Passthrough))
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
-            DockerOp::Sidecar(op) => op.as_str(),
+            DockerOp::Sidecar(call) => call.as_str(),
             DockerOp::Passthrough(call) => call.as_str(),
         }
     }
@@ -73,8 +145,8 @@ impl DockerOp {
 
     fn index(self) -> usize {
         match self {
-            DockerOp::Sidecar(op) => op as usize,
-            DockerOp::Passthrough(call) => Operation::ALL.len() + call as usize,
+            DockerOp::Sidecar(call) => call as usize,
+            DockerOp::Passthrough(call) => SidecarCall::ALL.len() + call as usize,
         }
     }
 }
@@ -357,7 +429,7 @@ mod tests {
     #[test]
     fn docker_calls_by_operation_and_outcome() {
         let m = Metrics::default();
-        let create = DockerOp::Sidecar(Operation::Create);
+        let create = DockerOp::Sidecar(SidecarCall::Create);
         let pull = DockerOp::Passthrough(PassthroughCall::ImagePull);
         m.record_docker_call(create, 201, false);
         m.record_docker_call(create, 409, false);

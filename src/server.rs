@@ -122,7 +122,8 @@ pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server,
     }
     let tunnel_tls = Arc::new(TlsSetup::from_settings(&state.settings));
     server.add_service(crate::tunnel::server::service(
-        state.clone(),
+        &state.settings,
+        state.tunnel_admission(),
         state.tunnels.clone(),
         tunnel_tls.clone(),
     ));

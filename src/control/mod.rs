@@ -103,8 +103,10 @@ pub async fn serve(session: &mut Session, state: &AppState, route: &str) -> Resu
                 let Some(body) = read_body(session).await? else {
                     return text(session, 413, "413: Request Entity Too Large").await;
                 };
-                let reply =
-                    crate::docker::handle(state, &operation, engine_port.as_deref(), &body).await;
+                let reply = state
+                    .docker
+                    .handle(&operation, engine_port.as_deref(), &body)
+                    .await;
                 if reply.status == 204 {
                     return no_content(session).await;
                 }

@@ -5,17 +5,17 @@
 //! answers with its own current API; the negotiation keeps that true if bollard starts
 //! versioning them.
 //!
-//! Which engine a port means is the gateway's decision (`gateway::docker_engine::target_for`):
-//! `127.0.0.1:<port>`, except port 24000 with a local Docker socket and no listener there,
-//! which is the local engine. Sharing that decision keeps the passthrough (image pull) and the
-//! sidecar (create) on the same engine.
+//! Which engine a port means is decided once, in `target::target_for`, for both the gateway's
+//! passthrough and these clients: `127.0.0.1:<port>`, except port 24000 with a local Docker
+//! socket and no listener there, which is the local engine. Sharing that decision keeps the
+//! passthrough (image pull) and the sidecar (create) on the same engine.
 //!
 //! Why a custom transport: bollard folds 204/304 and 200/201 into `Ok`, but HaRP's answers
 //! depend on the exact status (`start` → 204 vs 200 "already started"). The transport below is
 //! bollard's own (a hyper-util client over TCP or hyperlocal over a unix socket) plus one
 //! line recording each response status in a task-local that [`call`] reads.
 
-use crate::gateway::docker_engine::{target_for, EngineTarget};
+use super::target::{target_for, EngineTarget};
 use bollard::errors::Error as BollardError;
 use bollard::{BollardRequest, Docker, API_DEFAULT_VERSION};
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};

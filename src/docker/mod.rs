@@ -3,7 +3,9 @@
 //!
 //! Owns: the eight endpoints' request validation (`payload`, `names`), the Docker call
 //! sequences and the exact statuses and texts AppAPI relies on (`endpoints/`), the engine
-//! clients (`engines`) and the small tar archives of `install_certificates` (`tar`).
+//! clients (`engines`), the small tar archives of `install_certificates` (`tar`), and for the
+//! gateway's raw Engine API passthrough (§7) the allowlist (`passthrough`) and which engine a
+//! port means with the API versions it serves (`target`).
 //! Must never: block the data plane (everything is async, each endpoint bounded by its §8.2
 //! budget, no blocking file I/O on the runtime), put an unchecked name into a Docker URL (Q16),
 //! or touch containers other than the `nc_app_*` one a request names.
@@ -15,20 +17,34 @@
 mod endpoints;
 mod engines;
 mod names;
+pub(crate) mod passthrough;
 mod payload;
 mod tar;
+pub(crate) mod target;
 
 pub use crate::reply::Reply;
-pub use engines::Engines;
 
-use crate::metrics::DockerOp;
-use crate::state::AppState;
+use crate::config::Settings;
+use crate::metrics::{DockerOp, Metrics, SidecarCall};
+use engines::Engines;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The eight operations, `/docker/exapp/<operation>`, with their total budgets (§8.2). Also the
-/// `op` label of the sidecar's `harp_docker_calls_total` series (`DockerOp::Sidecar`).
+/// The sidecar with what its endpoints use: the engine clients, the two paths they read from the
+/// settings and the metrics. Built once at start; the sidecar never sees the rest of harp's state.
+pub struct Sidecar {
+    engines: Engines,
+    /// HP_DOCKER_SOCKET: the local engine behind port 24000 (`target::target_for`).
+    docker_socket: PathBuf,
+    /// HP_CERTS_DIR, read by `install_certificates`.
+    certs_dir: PathBuf,
+    metrics: Arc<Metrics>,
+}
+
+/// The eight operations, `/docker/exapp/<operation>`, with their total budgets (§8.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
+pub(crate) enum Operation {
     Exists,
     Create,
     Start,
@@ -40,8 +56,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// In declaration order (`op as usize` indexes it).
-    pub const ALL: [Operation; 8] = [
+    const ALL: [Operation; 8] = [
         Operation::Exists,
         Operation::Create,
         Operation::Start,
@@ -52,8 +67,8 @@ impl Operation {
         Operation::ImageRemove,
     ];
 
-    /// The path segment, which is also the metric label.
-    pub fn as_str(self) -> &'static str {
+    /// The path segment.
+    fn as_str(self) -> &'static str {
         match self {
             Operation::Exists => "exists",
             Operation::Create => "create",
@@ -84,50 +99,71 @@ impl Operation {
     }
 }
 
-/// Serve `/docker/exapp/<operation>` for AppAPI. `engine_port` is the raw `docker-engine-port`
-/// header, `body` the request body.
-pub async fn handle(
-    state: &AppState,
-    operation: &str,
-    engine_port: Option<&[u8]>,
-    body: &[u8],
-) -> Reply {
-    // aiohttp's router answers unknown routes before any handler runs.
-    let Some(op) = Operation::from_path(operation) else {
-        return Reply::text(404, "404: Not Found");
-    };
-    let reply = handle_operation(state, op, engine_port, body).await;
-    // Every answer of a known operation counts, requests refused before any engine call (400)
-    // as errors too.
-    state
-        .metrics
-        .record_docker_call(DockerOp::Sidecar(op), reply.status, false);
-    reply
+/// The `op` label of the sidecar's `harp_docker_calls_total` series.
+impl From<Operation> for SidecarCall {
+    fn from(op: Operation) -> SidecarCall {
+        match op {
+            Operation::Exists => SidecarCall::Exists,
+            Operation::Create => SidecarCall::Create,
+            Operation::Start => SidecarCall::Start,
+            Operation::Stop => SidecarCall::Stop,
+            Operation::WaitForStart => SidecarCall::WaitForStart,
+            Operation::Remove => SidecarCall::Remove,
+            Operation::InstallCertificates => SidecarCall::InstallCertificates,
+            Operation::ImageRemove => SidecarCall::ImageRemove,
+        }
+    }
 }
 
-async fn handle_operation(
-    state: &AppState,
-    op: Operation,
-    engine_port: Option<&[u8]>,
-    body: &[u8],
-) -> Reply {
-    let port = match parse_engine_port(engine_port) {
-        Ok(port) => port,
-        Err(reply) => return reply,
-    };
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Reply::text(400, "Invalid JSON body");
-    };
-    let reply = endpoints::run(state, op, port, &value).await;
-    if reply.status >= 500 {
-        log::warn!(
-            "docker/exapp/{} on engine port {port}: {} {}",
-            op.as_str(),
-            reply.status,
-            String::from_utf8_lossy(&reply.body)
-        );
+impl Sidecar {
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Sidecar {
+        Sidecar {
+            engines: Engines::default(),
+            docker_socket: settings.docker_socket.clone(),
+            certs_dir: settings.certs_dir.clone(),
+            metrics,
+        }
     }
-    reply
+
+    /// Serve `/docker/exapp/<operation>` for AppAPI. `engine_port` is the raw
+    /// `docker-engine-port` header, `body` the request body.
+    pub async fn handle(&self, operation: &str, engine_port: Option<&[u8]>, body: &[u8]) -> Reply {
+        // aiohttp's router answers unknown routes before any handler runs.
+        let Some(op) = Operation::from_path(operation) else {
+            return Reply::text(404, "404: Not Found");
+        };
+        let reply = self.handle_operation(op, engine_port, body).await;
+        // Every answer of a known operation counts, requests refused before any engine call
+        // (400) as errors too.
+        self.metrics
+            .record_docker_call(DockerOp::Sidecar(op.into()), reply.status, false);
+        reply
+    }
+
+    async fn handle_operation(
+        &self,
+        op: Operation,
+        engine_port: Option<&[u8]>,
+        body: &[u8],
+    ) -> Reply {
+        let port = match parse_engine_port(engine_port) {
+            Ok(port) => port,
+            Err(reply) => return reply,
+        };
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Reply::text(400, "Invalid JSON body");
+        };
+        let reply = endpoints::run(self, op, port, &value).await;
+        if reply.status >= 500 {
+            log::warn!(
+                "docker/exapp/{} on engine port {port}: {} {}",
+                op.as_str(),
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+        reply
+    }
 }
 
 /// HaRP's `get_docker_engine_port`: Python's `int()` of the header, 1-65535.
@@ -204,9 +240,10 @@ mod tests {
         assert_eq!(Operation::from_path("Exists"), None);
         assert_eq!(Operation::from_path("exists/x"), None);
         assert_eq!(Operation::WaitForStart.budget(), Duration::from_secs(105));
-        for (i, op) in Operation::ALL.into_iter().enumerate() {
-            assert_eq!(op as usize, i);
+        for op in Operation::ALL {
             assert_eq!(Operation::from_path(op.as_str()), Some(op));
+            // The metric label is the path segment.
+            assert_eq!(SidecarCall::from(op).as_str(), op.as_str());
         }
     }
 }

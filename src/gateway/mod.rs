@@ -7,8 +7,6 @@
 
 pub mod admission;
 pub mod decide;
-pub mod docker_allow;
-pub mod docker_engine;
 pub mod https;
 pub mod listener;
 pub mod path;
@@ -16,6 +14,7 @@ pub mod path;
 pub use crate::answers as responses;
 pub mod tunnel_peer;
 
+use crate::docker::{passthrough as docker_allow, target as docker_engine};
 use crate::metrics::{DockerOp, Outcome};
 use crate::state::AppState;
 use async_trait::async_trait;

@@ -14,9 +14,8 @@ use super::engines::{call, Failure};
 use super::payload::{
     CertificatesPayload, CreatePayload, ExAppName, ImageRemovePayload, RemovePayload,
 };
-use super::{Operation, Reply};
+use super::{Operation, Reply, Sidecar};
 use crate::pydantic::Invalid;
-use crate::state::AppState;
 use bollard::errors::Error as BollardError;
 use bollard::Docker;
 use serde_json::Value;
@@ -44,13 +43,13 @@ fn parse(op: Operation, value: &Value) -> Result<Payload, Invalid> {
 }
 
 /// Validates the body, reaches the engine and runs the endpoint, all within its budget.
-pub(super) async fn run(state: &AppState, op: Operation, port: u16, value: &Value) -> Reply {
+pub(super) async fn run(sidecar: &Sidecar, op: Operation, port: u16, value: &Value) -> Reply {
     let payload = match parse(op, value) {
         Ok(p) => p,
         Err(e) => return Reply::text(400, format!("Payload validation error: {e}")),
     };
     let deadline = Instant::now() + op.budget();
-    let client = state.docker.client(port, &state.settings.docker_socket);
+    let client = sidecar.engines.client(port, &sidecar.docker_socket);
     let docker = match tokio::time::timeout_at(deadline, client).await {
         Ok(Ok(docker)) => docker,
         // Client creation fails only when the engine cannot be reached.
@@ -74,9 +73,7 @@ pub(super) async fn run(state: &AppState, op: Operation, port: u16, value: &Valu
         },
         Payload::Create(p) => create::create(&ctx, &p).await,
         Payload::Remove(p) => remove::remove(&ctx, &p).await,
-        Payload::Certificates(p) => {
-            certificates::install(&ctx, &p, &state.settings.certs_dir).await
-        }
+        Payload::Certificates(p) => certificates::install(&ctx, &p, &sidecar.certs_dir).await,
         Payload::Image(p) => image_remove::image_remove(&ctx, &p).await,
     }
 }

@@ -218,10 +218,10 @@ pub async fn serve(
         error,
         reason,
         strike,
-    }) = login::authenticate(&tunnel.state, ip, &login, client_cert)
+    }) = login::authenticate(&tunnel.admission, ip, &login, client_cert)
     {
         if strike {
-            tunnel.state.strike(ip);
+            tunnel.admission.strike(ip);
         }
         refuse(&mut io, peer, error, reason).await;
         fail(&session);

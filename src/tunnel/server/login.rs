@@ -16,7 +16,7 @@
 
 use std::net::IpAddr;
 
-use crate::state::AppState;
+use super::Admission;
 use crate::tunnel::crypto;
 use crate::tunnel::msg::Login;
 
@@ -42,14 +42,14 @@ pub struct Rejection {
 
 /// `client_cert`: the connection presented a certificate that chains to harp's CA.
 pub fn authenticate(
-    state: &AppState,
+    admission: &Admission,
     ip: IpAddr,
     login: &Login,
     client_cert: bool,
 ) -> Result<(), Rejection> {
     let token = login.metas.get("token");
-    let key_valid = token.is_some_and(|t| state.is_shared_key(t.as_bytes()));
-    if !(client_cert && key_valid) && state.bans.is_banned(ip) {
+    let key_valid = token.is_some_and(|t| admission.is_shared_key(t.as_bytes()));
+    if !(client_cert && key_valid) && admission.is_banned(ip) {
         return Err(Rejection {
             error: ERR_BANNED,
             reason: "the client IP is banned (brute-force protection)",

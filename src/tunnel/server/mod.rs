@@ -26,6 +26,7 @@
 //! can observe them taken.
 
 pub mod accept;
+pub mod admission;
 pub mod control;
 pub mod io;
 pub mod limits;
@@ -41,6 +42,7 @@ pub mod work_conn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
@@ -50,20 +52,24 @@ use pingora::services::listening::Service;
 use tokio::sync::Semaphore;
 
 pub use crate::tunnel::stream::WorkStream;
+pub use admission::Admission;
 pub use registry::{ProxyHandle, Registry};
 
-use crate::state::AppState;
+use crate::config::Settings;
 use crate::tunnel::crypto::AesKey;
 use limits::{MAX_CONNECTIONS, MAX_PRE_LOGIN_PER_IP, PRE_LOGIN_TIMEOUT, TCP_USER_TIMEOUT};
 use tls::TlsSetup;
 
 /// What every connection of the tunnel service shares.
 pub struct Tunnel {
-    pub state: Arc<AppState>,
-    pub registry: Arc<Registry>,
-    pub tls: Arc<TlsSetup>,
+    admission: Admission,
+    /// HP_TIMEOUT_TUNNEL: how long a user connection through a proxy may idle (`None`: no
+    /// limit).
+    idle_timeout: Option<Duration>,
+    registry: Arc<Registry>,
+    tls: Arc<TlsSetup>,
     /// Control-stream key, from the (empty) frp token.
-    pub aes_key: AesKey,
+    aes_key: AesKey,
     connections: Arc<Semaphore>,
     pre_login: pre_login::PreLogin,
     refusals: pre_login::RefusalLog,
@@ -77,16 +83,22 @@ pub struct TunnelApp {
 impl TunnelApp {
     /// `registry` is shared with whoever needs [`Registry::lookup`], `tls` with the SIGHUP
     /// reload.
-    pub fn new(state: Arc<AppState>, registry: Arc<Registry>, tls: Arc<TlsSetup>) -> TunnelApp {
+    pub fn new(
+        settings: &Settings,
+        admission: Admission,
+        registry: Arc<Registry>,
+        tls: Arc<TlsSetup>,
+    ) -> TunnelApp {
         TunnelApp {
             tunnel: Arc::new(Tunnel {
+                admission,
+                idle_timeout: settings.timeout_tunnel,
                 registry,
                 tls,
                 aes_key: AesKey::from_token(login::FRP_TOKEN),
                 connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
                 pre_login: pre_login::PreLogin::new(MAX_PRE_LOGIN_PER_IP),
                 refusals: pre_login::RefusalLog::default(),
-                state,
             }),
         }
     }
@@ -99,14 +111,15 @@ impl TunnelApp {
 /// The tunnel as a Pingora service listening on `HP_FRP_ADDRESS`, with the certificates of
 /// `$HP_CERTS_DIR/frp` (which `crate::certs::ensure_frp_certs` creates on first start).
 pub fn service(
-    state: Arc<AppState>,
+    settings: &Settings,
+    admission: Admission,
     registry: Arc<Registry>,
     tls: Arc<TlsSetup>,
 ) -> Service<TunnelApp> {
-    let addr = state.settings.frp_address.to_string();
+    let addr = settings.frp_address.to_string();
     let mut service = Service::new(
         "harp tunnel".to_string(),
-        TunnelApp::new(state, registry, tls),
+        TunnelApp::new(settings, admission, registry, tls),
     );
     service.add_tcp(&addr);
     service

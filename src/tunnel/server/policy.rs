@@ -11,8 +11,8 @@ use std::ops::RangeInclusive;
 use tokio::time::timeout;
 
 use super::limits::{MAX_PROXY_NAME_LEN, STRICT_LOOKUP_TIMEOUT};
+use super::Admission;
 use crate::nextcloud::LookupError;
-use crate::state::AppState;
 use crate::tunnel::msg::NewProxy;
 
 pub const EXAPP_PORTS: RangeInclusive<u16> = 23000..=23999;
@@ -83,20 +83,22 @@ pub fn check_request(req: &NewProxy) -> Result<(), String> {
 /// nor a stale record (AppAPI tells harp about an app only when it is enabled or disabled) an
 /// app registered again on another port.
 pub async fn check_owner(
-    state: &AppState,
+    admission: &Admission,
     name: &str,
     port: u16,
     kind: PortKind,
 ) -> Result<(), String> {
-    if kind != PortKind::ExApp || !state.settings.frp_strict_ports {
+    if kind != PortKind::ExApp || !admission.strict_ports {
         return Ok(());
     }
     let app = name.to_ascii_lowercase();
     match timeout(
         STRICT_LOOKUP_TIMEOUT,
-        state.apps.get_current(&state.nextcloud, &app, |cached| {
-            cached.is_none_or(|r| r.nextcloud_port != port)
-        }),
+        admission
+            .apps
+            .get_current(&admission.nextcloud, &app, |cached| {
+                cached.is_none_or(|r| r.nextcloud_port != port)
+            }),
     )
     .await
     {

@@ -68,13 +68,13 @@ async fn bind_and_start(
 ) -> Result<(), String> {
     // reserve() only hands out allowed ports.
     let kind = policy::port_kind(port).ok_or("port not allowed")?;
-    policy::check_owner(&tunnel.state, name, port, kind).await?;
+    policy::check_owner(&tunnel.admission, name, port, kind).await?;
     let socket = listener::bind(port).await.map_err(|e| {
         log::warn!("tunnel: cannot listen on 127.0.0.1:{port}: {e}");
         "port unavailable".to_string()
     })?;
     let handle = ProxyHandle::new(name.to_string(), port, control.clone());
-    let task = listener::spawn(socket, handle, tunnel.state.settings.timeout_tunnel);
+    let task = listener::spawn(socket, handle, tunnel.idle_timeout);
     if let Err(task) = tunnel.registry.activate(name, reservation, task) {
         discard_listener(task).await;
         return Err(format!("proxy name [{name}] is already in use"));

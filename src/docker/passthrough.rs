@@ -19,41 +19,8 @@ static PULL: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"(?i)^(/v[\d\.]+)?/images/create").expect("static allowlist compiles")
 });
 
-pub fn is_allowed(method: &Method, decoded_path: &str) -> bool {
-    operation(method, decoded_path).is_some()
-}
-
-/// The kinds of Engine API call the allowlist lets through: the `op` label of the
-/// passthrough's `harp_docker_calls_total` series (`DockerOp::Passthrough`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PassthroughCall {
-    Ping,
-    ImageInspect,
-    ContainerInspect,
-    ContainerLogs,
-    ImagePull,
-}
-
-impl PassthroughCall {
-    /// In declaration order (`call as usize` indexes it).
-    pub const ALL: [PassthroughCall; 5] = [
-        PassthroughCall::Ping,
-        PassthroughCall::ImageInspect,
-        PassthroughCall::ContainerInspect,
-        PassthroughCall::ContainerLogs,
-        PassthroughCall::ImagePull,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PassthroughCall::Ping => "ping",
-            PassthroughCall::ImageInspect => "image_inspect",
-            PassthroughCall::ContainerInspect => "container_inspect",
-            PassthroughCall::ContainerLogs => "container_logs",
-            PassthroughCall::ImagePull => "image_pull",
-        }
-    }
-}
+/// The allowlist's classification is the label metrics counts the call under.
+pub use crate::metrics::PassthroughCall;
 
 /// The allowed call this is (for metrics), or `None` when the allowlist refuses it.
 pub fn operation(method: &Method, decoded_path: &str) -> Option<PassthroughCall> {
@@ -81,6 +48,10 @@ pub fn operation(method: &Method, decoded_path: &str) -> Option<PassthroughCall>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn is_allowed(method: &Method, decoded_path: &str) -> bool {
+        operation(method, decoded_path).is_some()
+    }
 
     #[test]
     fn b45_b47_allowed_calls() {

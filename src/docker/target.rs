@@ -1,4 +1,5 @@
-//! Where a Docker passthrough request goes, and which API version it may use there.
+//! Which engine a `docker-engine-port` means (for the passthrough and the sidecar's clients
+//! alike), and which API version a passthrough request may use there.
 //!
 //! AppAPI pins the API version in its raw Docker calls: `/v1.41/` up to 31.0.11 and 32.0.2,
 //! `/v1.44/` from 31.0.12 and 32.0.3 on (33, 34; 34 also takes the app setting
