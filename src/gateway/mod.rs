@@ -6,6 +6,8 @@
 //! cache miss, within `HP_DECISION_TIMEOUT`.
 
 pub mod decide;
+#[cfg(test)]
+mod decide_tests;
 pub mod docker_allow;
 pub mod docker_engine;
 pub mod https;
@@ -280,7 +282,7 @@ impl ProxyHttp for Gateway {
         };
         let verdict = match tokio::time::timeout(
             settings.decision_timeout,
-            decide::decide(&self.state, &decision),
+            decide::decide(&*self.state, &decision),
         )
         .await
         {

@@ -119,18 +119,10 @@ impl ExAppDirectory {
     }
 
     /// The record for `app_lower`: cached, or fetched once however many requests wait for it.
-    pub async fn get(
-        &self,
-        nc: &NextcloudClient,
-        app_lower: &str,
-    ) -> Result<Arc<ExAppRecord>, LookupError> {
-        self.get_current(nc, app_lower, |_| false).await
-    }
-
-    /// Like [`get`](Self::get), but a cached answer that `outdated` doubts (it gets the cached
-    /// record, or `None` for a cached "not found") is asked from Nextcloud again, at most once
-    /// per app every [`RECHECK_INTERVAL`]; within that time the cached answer stands. An answer
-    /// fetched by this call is not doubted.
+    /// A cached answer that `outdated` doubts (it gets the cached record, or `None` for a cached
+    /// "not found") is asked from Nextcloud again, at most once per app every
+    /// [`RECHECK_INTERVAL`]; within that time the cached answer stands. An answer fetched by
+    /// this call is not doubted.
     pub async fn get_current(
         &self,
         nc: &NextcloudClient,
