@@ -52,6 +52,7 @@ mod tests {
             ("/exapps/app/%2e%2E/x", dropped),
             ("/exapps/app%2F..%2Fx", dropped),
             ("/exapps/app_api/../info", dropped),
+            ("/../exapps/app/x", dropped),
             // B6: look-alikes are not traversal.
             ("/exapps/app/.../x", app("app", "/.../x")),
             ("/exapps/app/..x", app("app", "/..x")),
