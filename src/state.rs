@@ -34,7 +34,7 @@ impl AppState {
             metrics.clone(),
         )?;
         let k8s = Arc::new(crate::k8s::Kubernetes::new(settings.k8s.clone()));
-        let mut apps = ExAppDirectory::new();
+        let mut apps = ExAppDirectory::new(settings.negative_cache_ttl);
         if k8s.enabled() {
             apps = apps.with_upstream_override(k8s.clone());
         }

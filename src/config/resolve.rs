@@ -5,7 +5,7 @@
 use super::error::ConfigError;
 use super::keys::Key;
 use super::layer::{named_error, Layer, Origin, Raw};
-use super::settings::{IpNet, K8sSettings, LogLevel, Settings};
+use super::settings::{IpNet, K8sSettings, LogLevel, Settings, NEGATIVE_CACHE_TTL};
 use super::shared_key::{self, Culprit, KeySource};
 use super::{net, validate};
 use std::net::SocketAddr;
@@ -299,6 +299,7 @@ pub(crate) fn settings(
         tunnel_in_process: r.or(Key::TunnelInProcess, false, validate::boolean),
         k8s: r.k8s(in_cluster_api_server),
         threads: r.or(Key::Threads, default_threads(), validate::threads),
+        negative_cache_ttl: NEGATIVE_CACHE_TTL,
     };
     r.listener_clashes(&settings);
     if r.errors.is_empty() {
