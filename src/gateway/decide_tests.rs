@@ -36,6 +36,8 @@ const GUEST_COOKIE: (&str, &str) = ("cookie", "oc_sessionPassphrase=guest");
 /// user-info fails (5xx, timeout, schema) (B22).
 const DOWN_COOKIE: (&str, &str) = ("cookie", "oc_sessionPassphrase=down");
 const BOB_BASIC: (&str, &str) = ("authorization", "Basic Ym9iOnB3");
+/// user-info fails for this Basic user.
+const DOWN_BASIC: (&str, &str) = ("authorization", "Basic ZG93bjpwdw==");
 
 /// What Nextcloud says about the app.
 #[derive(Clone, Copy)]
@@ -281,6 +283,17 @@ const CASES: &[Case] = &[
         ..BASE
     },
     Case {
+        rule: "D9c B22 USER route, user-info failing for a Basic user: 401 without a strike",
+        meta: Meta::Record(ALL_USER),
+        headers: &[DOWN_BASIC],
+        want: Deny {
+            status: 401,
+            strike: false,
+        },
+        calls: &["record", "user"],
+        ..BASE
+    },
+    Case {
         rule: "D9c user-info failing and no route matching: 401 without a strike",
         meta: Meta::Record(&[("^/api", PUBLIC, &[])]),
         headers: &[DOWN_COOKIE],
@@ -419,6 +432,23 @@ const CASES: &[Case] = &[
         rule: "D9c B21 a Python look-ahead route is evaluated, not skipped",
         meta: Meta::Record(&[("^/(?!public/)", ADMIN, &[]), (".*", PUBLIC, &[])]),
         path: "/settings",
+        want: Deny {
+            status: 403,
+            strike: true,
+        },
+        calls: &["record"],
+        ..BASE
+    },
+    Case {
+        rule: "D9c B21 a Python backreference route is evaluated: it matches",
+        meta: Meta::Record(&[(r"^/(\w+)/\1$", PUBLIC, &[]), (".*", USER, &[])]),
+        path: "/ab/ab",
+        ..BASE
+    },
+    Case {
+        rule: "D9c B21 a Python backreference route is evaluated: it does not match",
+        meta: Meta::Record(&[(r"^/(\w+)/\1$", PUBLIC, &[]), (".*", USER, &[])]),
+        path: "/ab/cd",
         want: Deny {
             status: 403,
             strike: true,
@@ -801,7 +831,9 @@ impl Lookups for Fake {
             (b"alice", _) => user("alice", USER),
             (b"root", _) => user("root", ADMIN),
             (b"", b"Basic Ym9iOnB3") => user("bob", USER),
-            (b"down", _) => Err(SessionError::Failed("user-info answered 500".into())),
+            (b"down", _) | (b"", b"Basic ZG93bjpwdw==") => {
+                Err(SessionError::Failed("user-info answered 500".into()))
+            }
             _ => Err(SessionError::Anonymous),
         }
     }

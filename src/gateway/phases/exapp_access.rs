@@ -87,8 +87,8 @@ mod tests {
     use std::net::IpAddr;
     use std::sync::{Arc, Mutex};
 
-    /// One ExApp with a PUBLIC catch-all route at 10.0.0.7:8080, or a Nextcloud that never
-    /// answers; remembers which app id it was asked for.
+    /// One ExApp at 10.0.0.7:8080 whose routes are an ADMIN `^/admin` then a PUBLIC catch-all,
+    /// or a Nextcloud that never answers; remembers which app id it was asked for.
     struct OneApp {
         hang: bool,
         asked: Mutex<Vec<String>>,
@@ -115,7 +115,10 @@ mod tests {
             }
             let value = serde_json::json!({
                 "exapp_token": "tok", "exapp_version": "1.2.3", "host": "10.0.0.7",
-                "port": 8080, "routes": [{"url": ".*", "access_level": 0}],
+                "port": 8080, "routes": [
+                    {"url": "^/admin", "access_level": 2},
+                    {"url": ".*", "access_level": 0},
+                ],
             });
             Ok(Arc::new(ExAppRecord::from_value(&value).unwrap()))
         }
@@ -159,14 +162,34 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
+    /// Q3: the routes see the normalised path, so an escaped `admin` is the ADMIN route's.
+    #[tokio::test]
+    async fn q3_escaped_paths_meet_the_route_of_their_decoded_form() {
+        for target in [
+            &b"/exapps/app/%61dmin"[..],
+            b"/exapps/app/%61%64%6D%69%6E/x",
+            b"/exapps/app//./admin",
+        ] {
+            let got = run(&OneApp::new(false), Duration::from_secs(5), target).await;
+            let refused = Refusal {
+                answer: Answer::Status(403),
+                strike: true,
+            };
+            assert_eq!(got.err(), Some(refused), "{target:?}");
+        }
+    }
+
     /// R3 B12: lookups use the lower-cased id, `EX-APP-ID` the URL's spelling; Q3: the ExApp gets
-    /// the normalised path; §3.5: the query as sent; Q12: `/exapps/<id>` alone is `/`.
+    /// the normalised path, `%2F` still escaped; §3.5: the query as sent; B72 Q12 E2:
+    /// `/exapps/<id>`, with or without a slash or a query, is `/`.
     #[tokio::test]
     async fn the_upstream_request_target() {
-        let rows: [(&[u8], &str, &str); 4] = [
+        let rows: [(&[u8], &str, &str); 6] = [
             (b"/exapps/MyApp/x?a=%61", "MyApp", "/x?a=%61"),
-            (b"/exapps/app/%61dmin//./b", "app", "/admin/b"),
-            (b"/exapps/app/a%2Fb", "app", "/a%2Fb"),
+            (b"/exapps/app/%7Ex//./b", "app", "/~x/b"),
+            (b"/exapps/app/a%2Fb%2fc", "app", "/a%2Fb%2fc"),
+            (b"/exapps/app/", "app", "/"),
+            (b"/exapps/app", "app", "/"),
             (b"/exapps/app?x=1", "app", "/?x=1"),
         ];
         for (target, id, uri) in rows {
