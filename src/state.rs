@@ -42,7 +42,7 @@ impl AppState {
         )?;
         let k8s = Arc::new(crate::k8s::Kubernetes::new(settings.k8s.clone()));
         let docker = crate::docker::Sidecar::new(&settings, metrics.clone());
-        let mut apps = ExAppDirectory::new();
+        let mut apps = ExAppDirectory::new(settings.negative_cache_ttl);
         if k8s.enabled() {
             apps = apps.with_upstream_override(k8s.clone());
         }

@@ -30,10 +30,12 @@ const BODY_401: &str = "401 Unauthorized";
 const BODY_404: &str = "404 Not Found";
 
 /// The three traversal spellings of B5.
-const TRAVERSALS: [&str; 3] = [
+const TRAVERSALS: [&str; 4] = [
     "/exapps/app/../x",
     "/exapps/app/%2e%2E/x",
     "/exapps/app%2F..%2Fx",
+    // The first segment counts too.
+    "/../exapps/app/x",
 ];
 
 /// B26: the lifecycle endpoints only AppAPI may call (the query is not part of the target path).

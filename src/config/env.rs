@@ -11,6 +11,11 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// Names the YAML file when no `--config` argument is given.
 pub const CONFIG_PATH_VAR: &str = "HARP_CONFIG";
 
+/// Shortens the "no such app" cache (R7, 15 s) so harp's own tests can watch it expire without
+/// waiting 15 s. Not a setting: no `HP_` name, no YAML key, not in `check-config`, and a
+/// warning at start when set.
+pub const TEST_NEGATIVE_CACHE_TTL_VAR: &str = "HARP_TEST_NEGATIVE_CACHE_TTL";
+
 /// HaRP variables that configured processes harp-rs no longer has (the SPOE agent, start.sh's
 /// waits and watchdog). Accepted so existing deployments start unchanged;
 /// `harp check-config` lists the ones that are set as ignored.

@@ -22,9 +22,11 @@ mod yaml;
 #[cfg(test)]
 mod test_support;
 
-pub use env::{ignored_vars, EnvLookup, CONFIG_PATH_VAR, IGNORED_ENV_VARS};
+pub use env::{
+    ignored_vars, EnvLookup, CONFIG_PATH_VAR, IGNORED_ENV_VARS, TEST_NEGATIVE_CACHE_TTL_VAR,
+};
 pub use error::{ConfigError, ConfigErrors};
-pub use settings::{HostAlias, IpNet, K8sSettings, LogLevel, Settings};
+pub use settings::{HostAlias, IpNet, K8sSettings, LogLevel, Settings, NEGATIVE_CACHE_TTL};
 /// Whether `text` is a positive Kubernetes quantity (`10Gi`, `500m`): the Kubernetes backend
 /// checks limits AppAPI sends in Kubernetes units with the same rule as the settings.
 pub(crate) use validate::is_positive_quantity;
@@ -56,10 +58,28 @@ pub fn load(args_config: Option<&Path>, env: EnvLookup<'_>) -> Result<Settings, 
             None
         }
     });
+    let negative_cache_ttl = env(TEST_NEGATIVE_CACHE_TTL_VAR)
+        .filter(|text| !text.is_empty())
+        .and_then(|text| match validate::timeout(&text) {
+            Ok(ttl) => Some(ttl),
+            Err(problem) => {
+                errors.push(ConfigError::new(
+                    TEST_NEGATIVE_CACHE_TTL_VAR,
+                    Some(text),
+                    problem,
+                ));
+                None
+            }
+        });
     let in_cluster = env::in_cluster_api_server(env);
     let env = env::read(env);
     match resolve::settings(&env, yaml.as_ref(), in_cluster) {
-        Ok(settings) if errors.is_empty() => Ok(settings),
+        Ok(mut settings) if errors.is_empty() => {
+            if let Some(ttl) = negative_cache_ttl {
+                settings.negative_cache_ttl = ttl;
+            }
+            Ok(settings)
+        }
         Ok(_) => Err(ConfigErrors(errors)),
         Err(problems) => {
             errors.extend(problems);

@@ -5,7 +5,7 @@
 use super::error::ConfigError;
 use super::keys::Key;
 use super::layer::{named_error, Layer, Origin, Raw};
-use super::settings::{IpNet, K8sSettings, LogLevel, Settings};
+use super::settings::{IpNet, K8sSettings, LogLevel, Settings, NEGATIVE_CACHE_TTL};
 use super::shared_key::{self, Culprit, KeySource};
 use super::{net, validate};
 use std::net::SocketAddr;
@@ -306,6 +306,7 @@ pub(crate) fn settings(
             default::MAX_CONNECTIONS,
             validate::max_connections,
         ),
+        negative_cache_ttl: NEGATIVE_CACHE_TTL,
     };
     r.listener_clashes(&settings);
     if r.errors.is_empty() {

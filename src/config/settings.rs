@@ -86,6 +86,9 @@ impl Default for K8sSettings {
     }
 }
 
+/// How long Nextcloud's "no such app" is believed (HaRP R7).
+pub const NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(15);
+
 /// Effective settings after defaults < YAML file < HP_* environment, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -149,12 +152,24 @@ pub struct Settings {
     /// once; more are closed as soon as they are accepted (default 8192, HaRP's HAProxy
     /// `maxconn`).
     pub max_connections: usize,
+    /// The "no such app" cache's lifetime: [`NEGATIVE_CACHE_TTL`], shortened only by harp's own
+    /// tests (`HARP_TEST_NEGATIVE_CACHE_TTL`).
+    pub negative_cache_ttl: Duration,
 }
 
 impl Settings {
     /// Valid but unwise combinations, logged at start.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        if self.negative_cache_ttl != NEGATIVE_CACHE_TTL {
+            warnings.push(format!(
+                "{} is set ({:?}): it is for harp's own tests; \"no such app\" answers are \
+                 remembered {:?} instead of HaRP's 15 s",
+                super::env::TEST_NEGATIVE_CACHE_TTL_VAR,
+                self.negative_cache_ttl,
+                self.negative_cache_ttl
+            ));
+        }
         if self.decision_timeout <= self.nc_timeout {
             warnings.push(format!(
                 "HP_DECISION_TIMEOUT ({:?}) is not longer than HP_NC_TIMEOUT ({:?}): when \

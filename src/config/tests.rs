@@ -664,3 +664,30 @@ fn timeout_body_is_off_by_default_and_0_turns_it_off() {
     );
     assert_eq!(errors(&[("HP_TIMEOUT_BODY", "soon")]).len(), 1);
 }
+
+/// R7's 15 s, shortened only through the test knob, which is no setting (not in `check-config`)
+/// and is warned about when set.
+#[test]
+fn r7_negative_cache_ttl_is_15s_unless_the_test_knob_shortens_it() {
+    let s = ok(&[]);
+    assert_eq!(s.negative_cache_ttl, Duration::from_secs(15));
+    assert!(s.warnings().is_empty(), "{:?}", s.warnings());
+    let s = ok(&[(TEST_NEGATIVE_CACHE_TTL_VAR, "1500ms")]);
+    assert_eq!(s.negative_cache_ttl, Duration::from_millis(1500));
+    assert!(!s.describe().contains(TEST_NEGATIVE_CACHE_TTL_VAR));
+    let warnings = s.warnings();
+    assert!(
+        warnings.len() == 1 && warnings[0].contains(TEST_NEGATIVE_CACHE_TTL_VAR),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        ok(&[(TEST_NEGATIVE_CACHE_TTL_VAR, "")]).negative_cache_ttl,
+        Duration::from_secs(15),
+        "empty is unset"
+    );
+    let problems = errors(&[(TEST_NEGATIVE_CACHE_TTL_VAR, "0")]);
+    assert!(
+        problems.len() == 1 && problems[0].contains(TEST_NEGATIVE_CACHE_TTL_VAR),
+        "{problems:?}"
+    );
+}

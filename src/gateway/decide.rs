@@ -1,5 +1,10 @@
 //! The routing decision for one ExApp request (HaRP D7-D13): who may reach which ExApp, at
 //! which address, with which AppAPI headers. Reads only the request head; never writes.
+//!
+//! Everything the decision needs from outside (the ExApp's record, the user behind a
+//! credential, a host's address) comes through [`Lookups`], so every rule can be tested against
+//! a table (`decide_tests.rs`) without Nextcloud, DNS or sockets. The gateway's implementation
+//! is `AppState`, whose caches answer the cached path from memory.
 
 use crate::logging::warn_limited;
 use crate::nextcloud::record::PUBLIC;
@@ -7,8 +12,64 @@ use crate::nextcloud::{ExAppRecord, Host, LookupError, SessionError, User};
 use crate::state::AppState;
 use base64::Engine;
 use http::HeaderMap;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+/// The three questions the decision asks. Used as a generic parameter, never as `dyn`: the
+/// cached path must not pay for boxing futures.
+pub trait Lookups: Sync {
+    /// The ExApp's record (D8, and D7 when there is one). A cached answer that `outdated`
+    /// doubts (it sees the cached record, or `None` for a cached "no such app") may be asked
+    /// again.
+    fn record(
+        &self,
+        app_lower: &str,
+        outdated: impl FnOnce(Option<&ExAppRecord>) -> bool + Send,
+    ) -> impl Future<Output = Result<Arc<ExAppRecord>, LookupError>> + Send;
+
+    /// The user behind the session cookie and `Authorization` header (D9c); `headers` is what
+    /// user-info is asked with.
+    fn user(
+        &self,
+        app_lower: &str,
+        cookie: &[u8],
+        authorization: &[u8],
+        headers: &HeaderMap,
+    ) -> impl Future<Output = Result<Arc<User>, SessionError>> + Send;
+
+    /// The address to dial for an ExApp's host (D12).
+    fn resolve(&self, host: &Host) -> impl Future<Output = Result<IpAddr, String>> + Send;
+}
+
+/// The caches in front of Nextcloud (records, sessions) and DNS.
+impl Lookups for AppState {
+    async fn record(
+        &self,
+        app_lower: &str,
+        outdated: impl FnOnce(Option<&ExAppRecord>) -> bool + Send,
+    ) -> Result<Arc<ExAppRecord>, LookupError> {
+        self.apps
+            .get_current(&self.nextcloud, app_lower, outdated)
+            .await
+    }
+
+    async fn user(
+        &self,
+        app_lower: &str,
+        cookie: &[u8],
+        authorization: &[u8],
+        headers: &HeaderMap,
+    ) -> Result<Arc<User>, SessionError> {
+        self.sessions
+            .user(&self.nextcloud, app_lower, cookie, authorization, headers)
+            .await
+    }
+
+    async fn resolve(&self, host: &Host) -> Result<IpAddr, String> {
+        self.apps.resolve(host).await
+    }
+}
 
 /// What to do with the request.
 pub enum Verdict {
@@ -122,12 +183,12 @@ impl Request<'_> {
     }
 }
 
-pub async fn decide(state: &AppState, req: &Request<'_>) -> Verdict {
+pub async fn decide(lookups: &impl Lookups, req: &Request<'_>) -> Verdict {
     let direct = APPAPI_HEADERS.iter().all(|h| req.headers.contains_key(*h));
     if direct {
-        return decide_direct(state, req).await;
+        return decide_direct(lookups, req).await;
     }
-    let record = match state.apps.get(&state.nextcloud, req.app_lower).await {
+    let record = match lookups.record(req.app_lower, |_| false).await {
         Ok(r) => r,
         Err(LookupError::NotFound) => {
             return Verdict::Deny {
@@ -138,7 +199,7 @@ pub async fn decide(state: &AppState, req: &Request<'_>) -> Verdict {
         Err(LookupError::Failed(why)) => return lookup_failed(req, &why, 404),
         Err(LookupError::Unavailable(why)) => return lookup_failed(req, &why, 503),
     };
-    authorize_by_routes(state, req, record).await
+    authorize_by_routes(lookups, req, record).await
 }
 
 /// A record that could not be had: Nextcloud failing is HaRP's 404, a Kubernetes API error
@@ -155,7 +216,7 @@ fn lookup_failed(req: &Request<'_>, why: &str, status: u16) -> Verdict {
 }
 
 /// HaRP D7: AppAPI's own signed request, authorised by the key instead of a user.
-async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
+async fn decide_direct(lookups: &impl Lookups, req: &Request<'_>) -> Verdict {
     if !req.key_valid {
         return Verdict::Drop { strike: true };
     }
@@ -174,11 +235,7 @@ async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
         (Some(r), Some(p)) => r.nextcloud_port != p,
         _ => false,
     };
-    let record = match state
-        .apps
-        .get_current(&state.nextcloud, req.app_lower, outdated)
-        .await
-    {
+    let record = match lookups.record(req.app_lower, outdated).await {
         Ok(record) => Some(record),
         // The app is known but where it runs is not (a Kubernetes API error): the address in
         // the headers is AppAPI's logical host, not one to dial.
@@ -188,7 +245,7 @@ async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
     if authorization.is_empty() {
         // An empty signature proves nothing: route rules apply as for any request.
         return match record {
-            Some(r) => authorize_by_routes(state, req, r).await,
+            Some(r) => authorize_by_routes(lookups, req, r).await,
             None if req.is_lifecycle() => Verdict::Drop { strike: true },
             None => Verdict::Deny {
                 status: 404,
@@ -212,7 +269,7 @@ async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
             )
         }
     };
-    match state.apps.resolve(&host).await {
+    match lookups.resolve(&host).await {
         Ok(ip) => Verdict::Forward(ExAppTarget {
             addr: SocketAddr::new(ip, port),
             version,
@@ -235,7 +292,7 @@ async fn decide_direct(state: &AppState, req: &Request<'_>) -> Verdict {
 
 /// HaRP D9-D12: lifecycle paths, the user, the first matching route, the upstream address.
 async fn authorize_by_routes(
-    state: &AppState,
+    lookups: &impl Lookups,
     req: &Request<'_>,
     record: Arc<ExAppRecord>,
 ) -> Verdict {
@@ -245,10 +302,8 @@ async fn authorize_by_routes(
     let cookie = session_cookie(req.headers).unwrap_or(b"");
     let authorization = last_header(req.headers, "authorization");
     let user: Result<Option<Arc<User>>, String> = if !cookie.is_empty() || authorization.is_some() {
-        match state
-            .sessions
+        match lookups
             .user(
-                &state.nextcloud,
                 req.app_lower,
                 cookie,
                 authorization.unwrap_or(b""),
@@ -301,7 +356,7 @@ async fn authorize_by_routes(
             strike: true,
         };
     }
-    let ip = match state.apps.resolve(&record.host).await {
+    let ip = match lookups.resolve(&record.host).await {
         Ok(ip) => ip,
         Err(why) => {
             warn_limited(

@@ -1,25 +1,29 @@
 //! The gateway: a Pingora `ProxyHttp` for `/exapps/...` with HaRP's decision pipeline (§3).
 //!
-//! `request_filter` decides (client IP, ban, path, app id, control channel, ExApp routes and
-//! user) and either answers itself or leaves an `Upstream` in the context; later phases only
-//! carry that decision out. The gateway never awaits Docker, and awaits Nextcloud only on a
-//! cache miss, within `HP_DECISION_TIMEOUT`.
+//! `request_filter` decides, as a list of phase units (`phases/`: timeouts, identify, ban,
+//! path_guard, dispatch, exapp_access), and either answers itself or leaves an `Upstream` in the
+//! context; later phases only carry that decision out. The gateway never awaits Docker, and
+//! awaits Nextcloud only on a cache miss, within `HP_DECISION_TIMEOUT`.
 
 pub mod admission;
 pub mod decide;
+#[cfg(test)]
+mod decide_tests;
 pub mod https;
 pub mod listener;
 pub mod path;
+pub mod phases;
 /// HaRP's answers live in the leaf room `answers`, shared with the control API.
 pub use crate::answers as responses;
 pub mod tunnel_peer;
 
-use crate::docker::{passthrough as docker_allow, target as docker_engine};
+use crate::docker::{passthrough, target};
 use crate::metrics::{DockerOp, Outcome};
 use crate::state::AppState;
 use async_trait::async_trait;
-use decide::{last_header, ExAppTarget, Request, Verdict};
+use decide::ExAppTarget;
 use http::Uri;
+use phases::{ban, dispatch, exapp_access, identify, path_guard, timeouts};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -36,10 +40,10 @@ pub enum Upstream {
         app_id: String,
     },
     DockerEngine {
-        target: docker_engine::EngineTarget,
+        target: target::EngineTarget,
         uri: Uri,
         /// Which allowed call this is, for `harp_docker_calls_total`.
-        op: docker_allow::PassthroughCall,
+        op: passthrough::PassthroughCall,
     },
 }
 
@@ -59,7 +63,7 @@ pub struct RequestCtx {
 
 pub struct Gateway {
     state: Arc<AppState>,
-    engine_versions: docker_engine::EngineVersions,
+    engine_versions: target::EngineVersions,
 }
 
 /// HAProxy retries a refused connect three times before its 503 page, pausing the connect timeout
@@ -69,93 +73,12 @@ const CONNECT_RETRIES: u8 = 3;
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(60);
 
-#[derive(Debug)]
-enum Refusal {
-    Drop,
-    Status(u16),
-}
-
 impl Gateway {
     pub fn new(state: Arc<AppState>) -> Self {
         Gateway {
             state,
-            engine_versions: docker_engine::EngineVersions::default(),
+            engine_versions: target::EngineVersions::default(),
         }
-    }
-
-    fn strike(&self, ctx: &RequestCtx, strike: bool) {
-        // Our Q1 difference: callers holding the shared key are never struck.
-        if strike && !ctx.key_valid {
-            self.state.strike(ctx.client_ip);
-        }
-    }
-
-    async fn refuse(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        how: Refusal,
-    ) -> Result<bool> {
-        match how {
-            Refusal::Drop => {
-                ctx.outcome = Outcome::Dropped;
-                responses::arm_reset(session);
-                ctx.silent_drop = true;
-                Err(Error::explain(
-                    ErrorType::Custom("silent drop"),
-                    "request dropped",
-                ))
-            }
-            Refusal::Status(code) => {
-                responses::write_harp(session, code).await?;
-                Ok(true)
-            }
-        }
-    }
-
-    /// HaRP D6: `/exapps/app_api/...` is AppAPI talking to HaRP itself.
-    async fn control(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        route: String,
-        query: Option<String>,
-    ) -> Result<bool> {
-        if !ctx.key_valid {
-            self.strike(ctx, true);
-            return self.refuse(session, ctx, Refusal::Status(401)).await;
-        }
-        let engine_port = last_header(&session.req_header().headers, "docker-engine-port")
-            .filter(|p| !p.is_empty());
-        if let (Some(port), false) = (engine_port, route.starts_with("/docker/")) {
-            let Some(port) = std::str::from_utf8(port)
-                .ok()
-                .and_then(|p| p.trim().parse::<u16>().ok())
-                .filter(|p| *p != 0)
-            else {
-                return self.refuse(session, ctx, Refusal::Status(503)).await;
-            };
-            let decoded = path::percent_decode(&route);
-            let Some(op) = docker_allow::operation(&session.req_header().method, &decoded) else {
-                responses::write_haproxy(session, 403).await?;
-                return Ok(true);
-            };
-            let target = docker_engine::target_for(port, &self.state.settings.docker_socket).await;
-            let fitted = match docker_engine::path_version(&route) {
-                Some(_) => match self.engine_versions.get(&target).await {
-                    Some(range) => docker_engine::fit_version(&route, range),
-                    None => None,
-                },
-                None => None,
-            };
-            let uri = upstream_uri(fitted.as_deref().unwrap_or(&route), query.as_deref())?;
-            ctx.upstream = Some(Upstream::DockerEngine { target, uri, op });
-            ctx.outcome = Outcome::Proxied;
-            return Ok(false);
-        }
-        ctx.outcome = Outcome::Control;
-        crate::control::serve(session, &self.state, &route).await?;
-        Ok(true)
     }
 }
 
@@ -185,17 +108,6 @@ fn single_content_length(upstream: &mut RequestHeader) -> Result<()> {
     upstream.insert_header(http::header::CONTENT_LENGTH, value)
 }
 
-fn upstream_uri(path: &str, query: Option<&str>) -> Result<Uri> {
-    let text = match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    };
-    text.parse::<Uri>().or_err(
-        ErrorType::InvalidHTTPHeader,
-        "upstream path is not a valid request target",
-    )
-}
-
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
@@ -214,115 +126,33 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// The decision (§3.2), one phase unit per step (`phases/`); the first that answers ends it.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        listener::mark_head_read();
-        let settings = &self.state.settings;
-        ctx.upgrade = session.is_upgrade_req();
-        let client_timeout = if ctx.upgrade {
-            settings.timeout_tunnel
-        } else {
-            Some(settings.timeout_client)
-        };
-        session.set_read_timeout(client_timeout);
-        session.set_write_timeout(client_timeout);
-        // Only shorten keep-alive: Pingora has already turned it off where HTTP requires a close
-        // (HTTP/1.0 without keep-alive, Content-Length with Transfer-Encoding).
-        if session.get_keepalive().is_some() {
-            session.set_keepalive(Some(settings.timeout_client.as_secs().max(1)));
+        let state = &*self.state;
+        timeouts::arm(&state.settings, session, ctx);
+        identify::client(state, session, ctx);
+        if let Err(refusal) = ban::check(&state.bans, ctx.client_ip, ctx.key_valid) {
+            return phases::refuse(state, session, ctx, refusal).await;
         }
-
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let req = session.req_header();
-        ctx.key_valid = last_header(&req.headers, "harp-shared-key")
-            .is_some_and(|k| self.state.is_shared_key(k));
-        ctx.client_ip = self.state.client_ip.resolve(peer, &req.headers);
-
-        if !ctx.key_valid && self.state.bans.is_banned(ctx.client_ip) {
-            log::info!("dropping request from banned {}", ctx.client_ip);
-            return self.refuse(session, ctx, Refusal::Drop).await;
-        }
-        let raw_path = req.uri.path();
-        if path::has_parent_segment(raw_path) {
-            self.strike(ctx, true);
-            return self.refuse(session, ctx, Refusal::Drop).await;
-        }
-        let Some(app_id) = path::app_id(raw_path) else {
-            self.strike(ctx, true);
-            return self.refuse(session, ctx, Refusal::Status(404)).await;
+        let app = match path_guard::split(req.uri.path()) {
+            Ok(app) => app,
+            Err(refusal) => return phases::refuse(state, session, ctx, refusal).await,
         };
-        let target = path::target_path(raw_path, app_id);
-        if app_id == "app_api" {
-            let route = path::normalize_unreserved(target).into_owned();
-            let query = req.uri.query().map(str::to_string);
+        if app.id == dispatch::APP_API {
+            let route = dispatch::ControlRoute::new(app.target, req.uri.query());
             // Boxed: the control API's state machine (Docker, Kubernetes, Nextcloud calls) is
             // large, and inline it would be copied with every ExApp request's future.
-            return Box::pin(self.control(session, ctx, route, query)).await;
+            let control = dispatch::app_api(state, &self.engine_versions, session, ctx, route);
+            return Box::pin(control).await;
         }
-        // Our Q3 fix: the routes see, and the ExApp receives, the normalised path.
-        let target = path::normalize(target);
-        let alt_path = path::separator_view(&target);
-
-        let app_lower = if app_id.bytes().any(|b| b.is_ascii_uppercase()) {
-            std::borrow::Cow::Owned(app_id.to_ascii_lowercase())
-        } else {
-            std::borrow::Cow::Borrowed(app_id)
-        };
-        let decision = Request {
-            app_lower: &app_lower,
-            target_path: &target,
-            alt_path: alt_path.as_deref(),
-            headers: &req.headers,
-            key_valid: ctx.key_valid,
-        };
-        let verdict = match tokio::time::timeout(
-            settings.decision_timeout,
-            decide::decide(&self.state, &decision),
-        )
-        .await
-        {
-            Ok(v) => v,
-            Err(_) => {
-                crate::logging::warn_limited(
-                    "decision timeout",
-                    format_args!(
-                        "decision for ExApp {app_lower:?} exceeded {:?}",
-                        settings.decision_timeout
-                    ),
-                );
-                Verdict::Deny {
-                    status: 503,
-                    strike: false,
-                }
-            }
-        };
-        match verdict {
-            Verdict::Forward(target_info) => {
-                let uri = upstream_uri(&target, req.uri.query())?;
-                let app_id = app_id.to_string();
-                ctx.outcome = Outcome::Proxied;
-                ctx.upstream = Some(Upstream::ExApp {
-                    target: target_info,
-                    uri,
-                    app_id,
-                });
-                if let (Some(limit), false) = (settings.timeout_body, ctx.upgrade) {
-                    ctx.body_deadline = Some(Instant::now() + limit);
-                    session.set_read_timeout(Some(settings.timeout_client.min(limit)));
-                }
+        let budget = state.settings.decision_timeout;
+        match exapp_access::decide(state, budget, req, app, ctx.key_valid).await? {
+            Ok(upstream) => {
+                exapp_access::forward(&state.settings, session, ctx, upstream);
                 Ok(false)
             }
-            Verdict::Drop { strike } => {
-                self.strike(ctx, strike);
-                self.refuse(session, ctx, Refusal::Drop).await
-            }
-            Verdict::Deny { status, strike } => {
-                self.strike(ctx, strike);
-                self.refuse(session, ctx, Refusal::Status(status)).await
-            }
+            Err(refusal) => phases::refuse(state, session, ctx, refusal).await,
         }
     }
 
@@ -364,7 +194,7 @@ impl ProxyHttp for Gateway {
                 peer
             }
             Some(Upstream::DockerEngine {
-                target: docker_engine::EngineTarget::Tcp(port),
+                target: target::EngineTarget::Tcp(port),
                 ..
             }) => HttpPeer::new(
                 SocketAddr::new(Ipv4Addr::LOCALHOST.into(), *port),
@@ -372,7 +202,7 @@ impl ProxyHttp for Gateway {
                 String::new(),
             ),
             Some(Upstream::DockerEngine {
-                target: docker_engine::EngineTarget::Unix(path),
+                target: target::EngineTarget::Unix(path),
                 ..
             }) => HttpPeer::new_uds(&path.to_string_lossy(), false, String::new())?,
             None => {
@@ -478,7 +308,7 @@ impl ProxyHttp for Gateway {
                 .bruteforce_statuses()
                 .contains(&upstream.status.as_u16())
             {
-                self.strike(ctx, true);
+                phases::strike(&self.state, ctx, true);
             }
         }
         Ok(())

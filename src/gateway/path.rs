@@ -26,26 +26,14 @@ fn separator_len(p: &[u8], i: usize) -> Option<usize> {
 /// HaRP D3: a `..` segment, each dot literal or `%2e`, separated by `/` or `%2f`, or at either end.
 pub fn has_parent_segment(path: &str) -> bool {
     let p = path.as_bytes();
-    let mut i = 0;
-    while i <= p.len() {
-        let segment_start = if i == 0 {
-            Some(0)
-        } else {
-            separator_len(p, i).map(|n| i + n)
-        };
-        if let Some(s) = segment_start {
-            if let Some(d1) = is_dot(p, s) {
-                if let Some(d2) = is_dot(p, s + d1) {
-                    let end = s + d1 + d2;
-                    if end == p.len() || separator_len(p, end).is_some() {
-                        return true;
-                    }
-                }
-            }
-        }
-        i += 1;
-    }
-    false
+    let is_parent = |s: usize| {
+        is_dot(p, s)
+            .and_then(|d1| is_dot(p, s + d1).map(|d2| s + d1 + d2))
+            .is_some_and(|end| end == p.len() || separator_len(p, end).is_some())
+    };
+    // Segments start at the beginning of the path and after every separator, the one at
+    // position 0 included (`/../x`).
+    is_parent(0) || (0..p.len()).any(|i| separator_len(p, i).is_some_and(|n| is_parent(i + n)))
 }
 
 /// HaRP D4: the first `exapps/<id>` at the start of the path or after a `/`.
@@ -231,6 +219,9 @@ mod tests {
             "/a/..",
             "../x",
             "/a/.%2e",
+            "/..",
+            "/../exapps/app/x",
+            "%2F%2e%2e%2Fexapps/app/x",
         ] {
             assert!(has_parent_segment(p), "{p}");
         }

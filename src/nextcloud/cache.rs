@@ -1,5 +1,5 @@
-//! The caches in front of Nextcloud: ExApp records (permanent until replaced), the 15 s negative
-//! cache, the session cache, and DNS answers for ExApp hosts. Concurrent misses for one key make
+//! The caches in front of Nextcloud: ExApp records (permanent until replaced), the negative
+//! cache (15 s, `config::NEGATIVE_CACHE_TTL`), the session cache, and DNS answers for ExApp hosts. Concurrent misses for one key make
 //! one call (singleflight through moka's `try_get_with`). Every cache is bounded (HaRP Q7).
 //!
 //! A caller that has reason to doubt a cached ExApp answer (the tunnel server about to refuse a
@@ -14,8 +14,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long Nextcloud's "no such app" is believed (HaRP R7).
-pub const NEGATIVE_TTL: Duration = Duration::from_secs(15);
 /// At most one re-check of a doubted cached answer per app in this time.
 pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_APPS: u64 = 10_000;
@@ -70,18 +68,13 @@ pub struct ExAppDirectory {
     dns: Cache<String, IpAddr>,
 }
 
-impl Default for ExAppDirectory {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl ExAppDirectory {
-    pub fn new() -> Self {
-        Self::with_dns_ttl(DNS_TTL)
+    /// `negative_ttl`: how long "no such app" is believed (`Settings::negative_cache_ttl`, R7).
+    pub fn new(negative_ttl: Duration) -> Self {
+        Self::with_ttls(negative_ttl, DNS_TTL)
     }
 
-    fn with_dns_ttl(dns_ttl: Duration) -> Self {
+    fn with_ttls(negative_ttl: Duration, dns_ttl: Duration) -> Self {
         ExAppDirectory {
             upstream: None,
             records: Cache::builder()
@@ -90,7 +83,7 @@ impl ExAppDirectory {
                 .build(),
             unknown: moka::sync::Cache::builder()
                 .max_capacity(MAX_APPS)
-                .time_to_live(NEGATIVE_TTL)
+                .time_to_live(negative_ttl)
                 .build(),
             rechecked: moka::sync::Cache::builder()
                 .max_capacity(MAX_APPS)
@@ -119,18 +112,10 @@ impl ExAppDirectory {
     }
 
     /// The record for `app_lower`: cached, or fetched once however many requests wait for it.
-    pub async fn get(
-        &self,
-        nc: &NextcloudClient,
-        app_lower: &str,
-    ) -> Result<Arc<ExAppRecord>, LookupError> {
-        self.get_current(nc, app_lower, |_| false).await
-    }
-
-    /// Like [`get`](Self::get), but a cached answer that `outdated` doubts (it gets the cached
-    /// record, or `None` for a cached "not found") is asked from Nextcloud again, at most once
-    /// per app every [`RECHECK_INTERVAL`]; within that time the cached answer stands. An answer
-    /// fetched by this call is not doubted.
+    /// A cached answer that `outdated` doubts (it gets the cached record, or `None` for a cached
+    /// "not found") is asked from Nextcloud again, at most once per app every
+    /// [`RECHECK_INTERVAL`]; within that time the cached answer stands. An answer fetched by
+    /// this call is not doubted.
     pub async fn get_current(
         &self,
         nc: &NextcloudClient,
@@ -233,7 +218,7 @@ impl ExAppDirectory {
         self.records.entry_count()
     }
 
-    /// App ids remembered as unknown (the 15 s negative cache).
+    /// App ids remembered as unknown (the negative cache).
     pub fn unknown_count(&self) -> u64 {
         self.unknown.run_pending_tasks();
         self.unknown.entry_count()
@@ -371,7 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn q14_host_names_are_resolved_again_after_the_ttl() {
-        let apps = ExAppDirectory::with_dns_ttl(Duration::from_millis(200));
+        let apps = ExAppDirectory::with_ttls(Duration::from_secs(15), Duration::from_millis(200));
         let host = Host::Name("localhost".into());
         let ip = apps.resolve(&host).await.unwrap();
         assert!(ip.is_loopback());
