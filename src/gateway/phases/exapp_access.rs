@@ -13,6 +13,8 @@ use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use std::borrow::Cow;
+use std::future::Future;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// The ExApp upstream for this request, or why not. The outer `Result` is a target that is not
@@ -39,9 +41,9 @@ pub async fn decide(
         headers: &req.headers,
         key_valid,
     };
-    let verdict = match tokio::time::timeout(budget, decide::decide(lookups, &decision)).await {
-        Ok(v) => v,
-        Err(_) => {
+    let verdict = match within(budget, decide::decide(lookups, &decision)).await {
+        Some(v) => v,
+        None => {
             crate::logging::warn_limited(
                 "decision timeout",
                 format_args!("decision for ExApp {app_lower:?} exceeded {budget:?}"),
@@ -67,6 +69,18 @@ pub async fn decide(
             strike,
         }),
     })
+}
+
+/// `decision`'s verdict, or `None` when it takes longer than `budget`. A decision answered from
+/// the caches is ready at its first poll and sets no timer (a timer per request measured about
+/// 3 % of a cached request's instructions); only one that has to wait for Nextcloud is timed.
+async fn within<V>(budget: Duration, decision: impl Future<Output = V>) -> Option<V> {
+    let mut decision = std::pin::pin!(decision);
+    let first = std::future::poll_fn(|cx| Poll::Ready(decision.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(verdict) => Some(verdict),
+        Poll::Pending => tokio::time::timeout(budget, decision).await.ok(),
+    }
 }
 
 /// Hands the upstream to the later phases; HP_TIMEOUT_BODY starts counting here.
