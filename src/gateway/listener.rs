@@ -39,7 +39,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 tokio::task_local! {
     /// Set once the request head of the connection's current request has been read.
@@ -93,7 +93,7 @@ where
     ) {
         let _place = place;
         let deadline = Instant::now() + self.client_timeout;
-        if !first_bytes(&mut stream, deadline).await {
+        if !first_bytes(&mut stream, std::pin::pin!(tokio::time::sleep_until(deadline))).await {
             return;
         }
         if let Some(tls) = tls {
@@ -104,7 +104,7 @@ where
         } else {
             stream = Box::new(Conn::new(stream));
         }
-        self.serve(stream, &shutdown).await;
+        self.serve(stream, deadline, &shutdown).await;
     }
 
     /// HTTPS: the handshake within `HP_TIMEOUT_CLIENT`, as HAProxy bounds it (`timeout
@@ -133,19 +133,28 @@ where
 
     /// Serves a connection's requests one after another. Between requests (and before the
     /// first) the connection waits for its next bytes holding only the stream: the request's
-    /// session, header buffer and proxy state are allocated once bytes have arrived.
-    async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
+    /// session, header buffer and proxy state are allocated once bytes have arrived (measured:
+    /// no dearer per request than letting Pingora wait in its read). One timer serves the whole
+    /// connection, reset for each request.
+    async fn serve(&self, mut stream: Stream, first_deadline: Instant, shutdown: &ShutdownWatch) {
         let mut persistent = None;
+        // The first request's head is due within the client timeout of the connection's start.
+        let head_deadline = tokio::time::sleep_until(first_deadline);
+        let mut head_deadline = std::pin::pin!(head_deadline);
         loop {
             // HaRP (`timeout http-request`, falling back to `timeout client`): the whole head
             // within the client timeout, the wait for its first byte included.
-            let deadline = Instant::now() + self.client_timeout;
-            if persistent.is_some() && !first_bytes(&mut stream, deadline).await {
-                return;
+            if persistent.is_some() {
+                head_deadline
+                    .as_mut()
+                    .reset(Instant::now() + self.client_timeout);
+                if !first_bytes(&mut stream, head_deadline.as_mut()).await {
+                    return;
+                }
             }
             // harp never turns on Pingora's HTTP/1 pipelining, so no request is ever left
             // buffered in `persistent` for this wait to miss: its next bytes are on the socket.
-            let request = self.one_request(stream, persistent, deadline, shutdown);
+            let request = self.one_request(stream, persistent, head_deadline.as_mut(), shutdown);
             match Box::pin(request).await {
                 Some(next) => (stream, persistent) = (next.0, next.1),
                 None => return,
@@ -154,13 +163,13 @@ where
     }
 
     /// One request on a connection whose bytes have started to arrive; gives up (closing the
-    /// connection) if its head is not complete by `deadline`. Once the head is in, the request
-    /// runs under the per-read and per-write timeouts alone.
+    /// connection) if its head is not complete when `head_deadline` fires. Once the head is in,
+    /// the request runs under the per-read and per-write timeouts alone.
     async fn one_request(
         &self,
         stream: Stream,
         persistent: Option<PersistentSettings>,
-        deadline: Instant,
+        head_deadline: Pin<&mut Sleep>,
         shutdown: &ShutdownWatch,
     ) -> NextRequest {
         let mut session = ServerSession::new_http1(stream);
@@ -177,7 +186,7 @@ where
                 let mut request = std::pin::pin!(request);
                 tokio::select! {
                     done = &mut request => return done,
-                    () = tokio::time::sleep_until(deadline) => {}
+                    () = head_deadline => {}
                 }
                 if HEAD_READ.with(Cell::get) {
                     request.await
@@ -190,16 +199,16 @@ where
     }
 }
 
-/// Waits until the client has sent something (or gone) by `deadline`: true when there are
-/// bytes to read.
-async fn first_bytes(stream: &mut Stream, deadline: Instant) -> bool {
+/// Waits until the client has sent something (or gone) before `deadline` fires: true when there
+/// are bytes to read.
+async fn first_bytes(stream: &mut Stream, deadline: Pin<&mut Sleep>) -> bool {
     let mut byte = [0u8; 1];
-    match tokio::time::timeout_at(deadline, stream.try_peek(&mut byte)).await {
-        // A stream that cannot peek (TLS) goes on to read as it would have.
-        Ok(Ok(_)) => true,
-        // Closed before a request, or no request within the client timeout: what HAProxy
-        // closes silently too.
-        Ok(Err(_)) | Err(_) => false,
+    tokio::select! {
+        // A stream that cannot peek (TLS) goes on to read as it would have. An error is a
+        // client that closed before a request: HAProxy closes silently too.
+        peeked = stream.try_peek(&mut byte) => peeked.is_ok(),
+        // No request within the client timeout.
+        () = deadline => false,
     }
 }
 

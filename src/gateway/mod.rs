@@ -247,7 +247,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         // Our Q11 difference: the shared key never reaches an ExApp or a Docker engine.
-        upstream.remove_header("harp-shared-key");
+        // (Looked up first: a removal hashes into both of Pingora's header maps.)
+        if upstream.headers.contains_key("harp-shared-key") {
+            upstream.remove_header("harp-shared-key");
+        }
         single_content_length(upstream)?;
         match &ctx.upstream {
             Some(Upstream::ExApp {
@@ -383,7 +386,11 @@ impl ProxyHttp for Gateway {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
         let req = session.req_header();
-        let app = self.app_label(req.uri.path());
+        let app = match &ctx.upstream {
+            // Forwarded to an ExApp: Nextcloud knows it, no second cache lookup for its label.
+            Some(Upstream::ExApp { app_id, .. }) => lowercase(app_id),
+            _ => self.app_label(req.uri.path()),
+        };
         self.state
             .metrics
             .record_request(&app, ctx.outcome, status, elapsed);
@@ -429,16 +436,21 @@ impl Gateway {
         if app == "app_api" {
             return Cow::Borrowed(app);
         }
-        let lower: Cow<'_, str> = if app.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(app.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(app)
-        };
+        let lower = lowercase(app);
         if self.state.apps.is_known(&lower) {
             lower
         } else {
             Cow::Borrowed("unknown")
         }
+    }
+}
+
+/// App ids are case-insensitive; labels and cache keys are lowercase (borrowed when already).
+fn lowercase(app: &str) -> std::borrow::Cow<'_, str> {
+    if app.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(app.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(app)
     }
 }
 

@@ -38,6 +38,14 @@ pub fn has_parent_segment(path: &str) -> bool {
 
 /// HaRP D4: the first `exapps/<id>` at the start of the path or after a `/`.
 pub fn app_id(path: &str) -> Option<&str> {
+    // Every request AppAPI and browsers send starts so: no substring search for them.
+    if let Some(id) = path
+        .strip_prefix("/exapps/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|id| !id.is_empty())
+    {
+        return Some(id);
+    }
     let mut from = 0;
     while let Some(pos) = path[from..].find("exapps/") {
         let at = from + pos;
