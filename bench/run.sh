@@ -47,6 +47,11 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 HARP=${HARP:-1}
 HARP_BIN=${HARP_BIN:-$REPO_DIR/target/release/harp}
 KEEP_TMP=${KEEP_TMP:-0}
+# Hooks for the scripts that source this one (callgrind.sh runs servers under valgrind, which starts slowly;
+# connections.sh holds thousands of connections through HAProxy).
+HARP_WRAP=() HAPROXY_WRAP=()
+START_TIMEOUT=${START_TIMEOUT:-15}   # seconds a server gets to answer its readiness check
+HAPROXY_MAXCONN=${HAPROXY_MAXCONN:-4096}
 WSBENCH_DIR=$BENCH_DIR/wsbench
 WSBENCH=$WSBENCH_DIR/target/release/wsbench
 
@@ -326,13 +331,14 @@ EOF
 
 # HAProxy: the reference proxy. Plain forwarding (no auth), same prefix stripping as harp, one thread;
 # /exapps/benchws/ goes to the WebSocket echo server (HAProxy passes the upgrade through on its own).
+# Returns 1 with the reason in SERVER_DOWN[haproxy] when it does not start.
 start_haproxy() {
     local dir=$TMP/haproxy
     mkdir -p "$dir"
     cat >"$dir/haproxy.cfg" <<EOF
 global
     nbthread 1
-    maxconn 4096     # well below typical fd limits; wrk opens only $CONNECTIONS connections
+    maxconn $HAPROXY_MAXCONN     # well below typical fd limits; wrk opens only $CONNECTIONS connections
 
 defaults
     mode http
@@ -356,12 +362,19 @@ backend wsecho
     http-request replace-path ^/exapps/$WS_APP_ID(/.*)\$ \\1
     server echo $IP:$WS_PORT
 EOF
-    haproxy -c -q -f "$dir/haproxy.cfg" || die "haproxy config test failed ($dir/haproxy.cfg)"
+    if ! haproxy -c -q -f "$dir/haproxy.cfg"; then
+        SERVER_DOWN[haproxy]="haproxy config test failed ($dir/haproxy.cfg)"
+        return 1
+    fi
     # -db: stay in the foreground as one process, so $! is the process that serves requests.
-    "${PIN_SERVER[@]}" haproxy -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
+    "${PIN_SERVER[@]}" "${HAPROXY_WRAP[@]}" haproxy -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
     local pid=$!
     STARTED_PIDS+=("$pid")
-    wait_http "http://$IP:$HAPROXY_PORT/exapps/$APP_ID/public" "$pid" || die "haproxy did not start:"$'\n'"$(log_tail "$dir/haproxy.log")"
+    if ! wait_http "http://$IP:$HAPROXY_PORT/exapps/$APP_ID/public" "$pid" "$START_TIMEOUT"; then
+        SERVER_DOWN[haproxy]="haproxy did not start:"$'\n'"$(log_tail "$dir/haproxy.log")"
+        kill -TERM "$pid" 2>/dev/null || true
+        return 1
+    fi
     SERVER_PID[haproxy]=$pid
 }
 
@@ -428,7 +441,7 @@ launch_harp() {
         HP_THREADS=1 \
         HP_LOG_LEVEL=error \
         "$@" \
-        "${PIN_SERVER[@]}" "$HARP_BIN" >>"$dir/harp.log" 2>&1 &
+        "${PIN_SERVER[@]}" "${HARP_WRAP[@]}" "$HARP_BIN" >>"$dir/harp.log" 2>&1 &
     LAUNCHED_PID=$!
     STARTED_PIDS+=("$LAUNCHED_PID")
 }
@@ -444,9 +457,9 @@ start_harp() {
     launch_harp "$dir" "$@"
     local pid=$LAUNCHED_PID
     HARP_ADDR[$role]=$LAUNCHED_GATEWAY HARP_FRP[$role]=$LAUNCHED_FRP
-    if ! wait_http "http://$LAUNCHED_OPS/heartbeat" "$pid"; then
+    if ! wait_http "http://$LAUNCHED_OPS/heartbeat" "$pid" "$START_TIMEOUT"; then
         if kill -0 "$pid" 2>/dev/null; then
-            SERVER_DOWN[$role]="no 2xx from GET /heartbeat on $LAUNCHED_OPS within 15 s"
+            SERVER_DOWN[$role]="no 2xx from GET /heartbeat on $LAUNCHED_OPS within $START_TIMEOUT s"
             kill -TERM "$pid" 2>/dev/null || true
         else
             SERVER_DOWN[$role]="$HARP_BIN exited before answering GET /heartbeat"
@@ -953,7 +966,7 @@ main() {
     build_wsbench
     start_nginx
     start_ws_echo
-    start_haproxy
+    start_haproxy || die "${SERVER_DOWN[haproxy]}"
     build_harp
     # Session lifetime 10 s (the maximum): cookie and Basic credentials stay cached during a run (harp-rs
     # caches both; HaRP only the cookie). Lifetime 0 turns the cache off: one user-info call per request.
@@ -983,4 +996,7 @@ main() {
     log "written to $BENCH_DIR/last-run.md"
 }
 
-main "$@"
+# Sourced (bench/callgrind.sh, bench/connections.sh use the servers and helpers above): define, don't run.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi
