@@ -191,7 +191,7 @@ cg_label() {
 
 main_callgrind() {
     local tool
-    for tool in valgrind callgrind_control callgrind_annotate python3 nginx curl; do
+    for tool in valgrind callgrind_control python3 nginx curl; do
         command -v "$tool" >/dev/null || die "missing: $tool (bench/setup.sh installs it)"
     done
     ((CG_N2 > CG_N1)) || die "CG_N2 must be larger than CG_N1"

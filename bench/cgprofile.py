@@ -4,7 +4,7 @@
   cgprofile.py totals DUMP                 prints the dump's total instruction count
   cgprofile.py profile N1 DUMP1 N2 DUMP2 [--floor N1 DUMP1 N2 DUMP2] [--top 20]
 
-`profile` runs callgrind_annotate on both dumps of a target (phase of N1 requests, phase of N2 requests,
+`profile` reads both dumps of a target (phase of N1 requests, phase of N2 requests,
 same connection, same process) and prints, per function, (cost in DUMP2 - cost in DUMP1) / (N2 - N1):
 instructions per request with everything that does not grow with the number of requests (the dump, the
 phase's wake-ups) cancelled out. Both self (exclusive) and inclusive costs, the top N of each, and self
@@ -17,12 +17,8 @@ instruction is charged to. The crate sums are more robust than single rows.
 """
 
 import re
-import subprocess
 import sys
 from collections import defaultdict
-
-LINE = re.compile(r"^\s*([0-9][0-9,]*)\s+(?:\([^)]*\)\s+)?(.*\S)\s*$")
-
 
 def totals(path):
     with open(path, errors="replace") as f:
@@ -32,31 +28,60 @@ def totals(path):
     raise SystemExit(f"{path}: no totals line")
 
 
+def parse(path):
+    """Self and inclusive instruction counts per function of one callgrind dump.
+
+    Read from the dump itself (callgrind's format: compressed names, `calls=` lines whose next cost line is
+    the inclusive cost of those calls) rather than through callgrind_annotate, whose 3.19 version charges
+    the calls still in progress at a dump (`calls=0`) to the caller's self cost. Inclusive = self + the
+    cost of calls to other functions (recursion through a cycle counts twice, as in callgrind_annotate).
+    """
+    names = {"fn": {}, "fl": {}, "ob": {}}
+    kind_of = {"fn": "fn", "cfn": "fn", "fl": "fl", "fi": "fl", "fe": "fl", "cfi": "fl", "cfl": "fl",
+               "ob": "ob", "cob": "ob"}
+    self_cost, incl_cost = defaultdict(int), defaultdict(int)
+    positions = 1
+    fn = cfn = None
+    call_pending = False
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line or line.startswith("#"):
+                continue
+            c = line[0]
+            if c.isdigit() or c in "+-*":
+                fields = line.split()
+                cost = int(fields[positions]) if len(fields) > positions else 0
+                if call_pending:
+                    if cfn != fn:
+                        incl_cost[fn] += cost
+                    call_pending = False
+                else:
+                    self_cost[fn] += cost
+                    incl_cost[fn] += cost
+                continue
+            key, sep, value = line.partition("=")
+            if sep and key in kind_of:
+                name = value
+                m = re.match(r"\((\d+)\)(?: (.*))?$", value)
+                if m:
+                    table_ = names[kind_of[key]]
+                    if m.group(2) is not None:
+                        table_[m.group(1)] = m.group(2)
+                    name = table_.get(m.group(1), value)
+                if key == "fn":
+                    fn = name
+                elif key == "cfn":
+                    cfn = name
+            elif key == "calls" and sep:
+                call_pending = True
+            elif line.startswith("positions:"):
+                positions = len(line.split()) - 1
+    return self_cost, incl_cost
+
+
 def annotate(path, inclusive):
-    out = subprocess.run(
-        ["callgrind_annotate", "--threshold=100", f"--inclusive={'yes' if inclusive else 'no'}", path],
-        check=True, capture_output=True, text=True, errors="replace").stdout
-    costs = defaultdict(int)
-    started = False
-    for line in out.splitlines():
-        if not started:
-            # The function list starts after the header line "Ir  file:function".
-            started = line.strip().endswith("file:function")
-            continue
-        m = LINE.match(line)
-        if m:
-            costs[clean(m.group(2))] += int(m.group(1).replace(",", ""))
-    return costs
-
-
-def clean(name):
-    # "???:foo [/path/to/bin]" or "src/x.rs:foo [/path]": keep the function, drop the object and file.
-    name = re.sub(r"\s+\[[^\]]*\]$", "", name)
-    if ":" in name and not name.startswith("<"):
-        head, sep, tail = name.partition(":")
-        if "/" in head or head == "???" or head.endswith((".rs", ".c", ".h", ".S")):
-            name = tail
-    return name
+    return parse(path)[1 if inclusive else 0]
 
 
 def crate_of(name):
