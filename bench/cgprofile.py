@@ -10,7 +10,9 @@ instructions per request with everything that does not grow with the number of r
 phase's wake-ups) cancelled out. Both self (exclusive) and inclusive costs, the top N of each, and self
 cost summed by crate (the first path segment of the demangled name: `pingora_proxy`, `harp`, `tokio`,
 `core`, the allocator...). With --floor (the same for the do-nothing Pingora proxy), a column with the
-floor's cost and the difference, and a list of what the target spends beyond the floor.
+floor's cost and the difference, and a list of what the target spends beyond the floor. Also the top of
+harp's own functions by inclusive cost (its Pingora hooks, its accept loop), which have no floor
+counterpart.
 
 Function-level comparisons between two binaries are approximate: inlining decides which function an
 instruction is charged to. The crate sums are more robust than single rows.
@@ -178,6 +180,9 @@ def main():
           total, floor_self, top)
     table(f"Top {top} functions by inclusive instructions per request",
           sorted(incl_cost.items(), key=lambda kv: -kv[1]), total, floor_incl, top)
+    own = {k: v for k, v in incl_cost.items() if re.search(r"(^|[<&( ])harp::", k)}
+    table(f"Top {top} of harp's own functions (and hooks) by inclusive instructions per request",
+          sorted(own.items(), key=lambda kv: -kv[1]), total, None, top)
     if floor_self:
         beyond = {k: v - floor_self.get(k, 0) for k, v in self_cost.items()}
         table(f"Top {top} functions by self instructions per request beyond the floor (target - floor)",
