@@ -44,8 +44,14 @@ fn main() {
         // Quick stop on SIGTERM; pid file and upgrade socket of our own (the defaults are shared paths).
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
-        pid_file: tmp.join(format!("floor-{}.pid", std::process::id())).display().to_string(),
-        upgrade_sock: tmp.join(format!("floor-upgrade-{}.sock", std::process::id())).display().to_string(),
+        pid_file: tmp
+            .join(format!("floor-{}.pid", std::process::id()))
+            .display()
+            .to_string(),
+        upgrade_sock: tmp
+            .join(format!("floor-upgrade-{}.sock", std::process::id()))
+            .display()
+            .to_string(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
