@@ -27,6 +27,9 @@
 #   HARP=1          0 = leave harp-rs out (direct + HAProxy only)
 #   HARP_BIN=<repo>/target/release/harp   built with `cargo build --release` when missing
 #   KEEP_TMP=0      1 = keep the temp dir (configs, logs, raw wrk output)
+#   FLOOR=1         0 = leave out the floor row (bench/floor, a do-nothing Pingora proxy)
+#   CALLGRIND=1     0 = leave out bench/callgrind.sh (instructions per request; about 3 minutes)
+#   CONNS=1         0 = leave out bench/connections.sh (RSS per idle connection, flood; about 15 s)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,6 +50,16 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 HARP=${HARP:-1}
 HARP_BIN=${HARP_BIN:-$REPO_DIR/target/release/harp}
 KEEP_TMP=${KEEP_TMP:-0}
+FLOOR=${FLOOR:-1}
+CALLGRIND=${CALLGRIND:-1}
+CONNS=${CONNS:-1}
+FLOOR_DIR=$BENCH_DIR/floor
+FLOOR_BIN=${FLOOR_BIN:-$FLOOR_DIR/target/release/floor}
+# Hooks for the scripts that source this one (callgrind.sh runs servers under valgrind, which starts slowly;
+# connections.sh holds thousands of connections through HAProxy).
+HARP_WRAP=() HAPROXY_WRAP=()
+START_TIMEOUT=${START_TIMEOUT:-15}   # seconds a server gets to answer its readiness check
+HAPROXY_MAXCONN=${HAPROXY_MAXCONN:-4096}
 WSBENCH_DIR=$BENCH_DIR/wsbench
 WSBENCH=$WSBENCH_DIR/target/release/wsbench
 
@@ -326,13 +339,14 @@ EOF
 
 # HAProxy: the reference proxy. Plain forwarding (no auth), same prefix stripping as harp, one thread;
 # /exapps/benchws/ goes to the WebSocket echo server (HAProxy passes the upgrade through on its own).
+# Returns 1 with the reason in SERVER_DOWN[haproxy] when it does not start.
 start_haproxy() {
     local dir=$TMP/haproxy
     mkdir -p "$dir"
     cat >"$dir/haproxy.cfg" <<EOF
 global
     nbthread 1
-    maxconn 4096     # well below typical fd limits; wrk opens only $CONNECTIONS connections
+    maxconn $HAPROXY_MAXCONN     # well below typical fd limits; wrk opens only $CONNECTIONS connections
 
 defaults
     mode http
@@ -356,12 +370,19 @@ backend wsecho
     http-request replace-path ^/exapps/$WS_APP_ID(/.*)\$ \\1
     server echo $IP:$WS_PORT
 EOF
-    haproxy -c -q -f "$dir/haproxy.cfg" || die "haproxy config test failed ($dir/haproxy.cfg)"
+    if ! haproxy -c -q -f "$dir/haproxy.cfg"; then
+        SERVER_DOWN[haproxy]="haproxy config test failed ($dir/haproxy.cfg)"
+        return 1
+    fi
     # -db: stay in the foreground as one process, so $! is the process that serves requests.
-    "${PIN_SERVER[@]}" haproxy -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
+    "${PIN_SERVER[@]}" "${HAPROXY_WRAP[@]}" haproxy -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
     local pid=$!
     STARTED_PIDS+=("$pid")
-    wait_http "http://$IP:$HAPROXY_PORT/exapps/$APP_ID/public" "$pid" || die "haproxy did not start:"$'\n'"$(log_tail "$dir/haproxy.log")"
+    if ! wait_http "http://$IP:$HAPROXY_PORT/exapps/$APP_ID/public" "$pid" "$START_TIMEOUT"; then
+        SERVER_DOWN[haproxy]="haproxy did not start:"$'\n'"$(log_tail "$dir/haproxy.log")"
+        kill -TERM "$pid" 2>/dev/null || true
+        return 1
+    fi
     SERVER_PID[haproxy]=$pid
 }
 
@@ -390,6 +411,32 @@ start_ws_echo() {
         return 0
     fi
     SERVER_PID[wsecho]=$pid
+}
+
+# The floor (bench/floor, its own Cargo workspace): a Pingora 0.9.1 proxy whose only hook is upstream_peer,
+# one worker thread, mimalloc as harp: what Pingora itself costs per request. Built when missing or older
+# than its source.
+start_floor() {
+    local dir=$TMP/floor
+    mkdir -p "$dir"
+    [[ $FLOOR == 1 ]] || { SERVER_DOWN[floor]="left out (FLOOR=$FLOOR)"; return 0; }
+    if [[ ! -x $FLOOR_BIN || $FLOOR_BIN -ot $FLOOR_DIR/src/main.rs ]]; then
+        log "building bench/floor (cargo build --release), log: $dir/build.log"
+        cargo build --release --manifest-path "$FLOOR_DIR/Cargo.toml" >"$dir/build.log" 2>&1 || true
+    fi
+    if [[ ! -x $FLOOR_BIN ]]; then
+        SERVER_DOWN[floor]="bench/floor did not build: $(tail -n 3 "$dir/build.log" | tr '\n' ' ')"
+        return 0
+    fi
+    free_port FLOOR_PORT
+    "${PIN_SERVER[@]}" "$FLOOR_BIN" "$IP:$FLOOR_PORT" "$IP:$BACKEND_PORT" >"$dir/floor.log" 2>&1 &
+    local pid=$!
+    STARTED_PIDS+=("$pid")
+    if ! wait_http "http://$IP:$FLOOR_PORT/public" "$pid"; then
+        SERVER_DOWN[floor]="bench/floor did not answer: $(tail -n 2 "$dir/floor.log" | tr '\n' ' ')"
+        return 0
+    fi
+    SERVER_PID[floor]=$pid
 }
 
 # harp-rs: the gateway under test. One proxy thread (HP_THREADS=1) to match HAProxy's nbthread 1; every
@@ -428,7 +475,7 @@ launch_harp() {
         HP_THREADS=1 \
         HP_LOG_LEVEL=error \
         "$@" \
-        "${PIN_SERVER[@]}" "$HARP_BIN" >>"$dir/harp.log" 2>&1 &
+        "${PIN_SERVER[@]}" "${HARP_WRAP[@]}" "$HARP_BIN" >>"$dir/harp.log" 2>&1 &
     LAUNCHED_PID=$!
     STARTED_PIDS+=("$LAUNCHED_PID")
 }
@@ -444,9 +491,9 @@ start_harp() {
     launch_harp "$dir" "$@"
     local pid=$LAUNCHED_PID
     HARP_ADDR[$role]=$LAUNCHED_GATEWAY HARP_FRP[$role]=$LAUNCHED_FRP
-    if ! wait_http "http://$LAUNCHED_OPS/heartbeat" "$pid"; then
+    if ! wait_http "http://$LAUNCHED_OPS/heartbeat" "$pid" "$START_TIMEOUT"; then
         if kill -0 "$pid" 2>/dev/null; then
-            SERVER_DOWN[$role]="no 2xx from GET /heartbeat on $LAUNCHED_OPS within 15 s"
+            SERVER_DOWN[$role]="no 2xx from GET /heartbeat on $LAUNCHED_OPS within $START_TIMEOUT s"
             kill -TERM "$pid" 2>/dev/null || true
         else
             SERVER_DOWN[$role]="$HARP_BIN exited before answering GET /heartbeat"
@@ -536,6 +583,8 @@ define_targets() {
     local haproxy="http://$IP:$HAPROXY_PORT/exapps/$APP_ID"
     add_target "direct (nginx)"            backend      "http://$IP:$BACKEND_PORT/public"
     add_target "HAProxy (plain proxy)"     haproxy      "$haproxy/public"
+    # The floor: Pingora 0.9 forwarding with nothing of harp's (bench/floor); same path after harp's prefix.
+    add_target "floor: do-nothing Pingora" floor        "http://$IP:${FLOOR_PORT:-}/public"
     add_target "harp PUBLIC"               harp         "$harp/public"
     add_target "harp PUBLIC brute-force route" harp     "$harp/bf"
     add_target "harp USER cached cookie"   harp         "$harp/user" "$SESSION_COOKIE"
@@ -771,6 +820,33 @@ measure_ws_memory() {
     log "RSS before / after $WS_OPEN idle WebSockets: $WS_RSS_BEFORE_KB / $WS_RSS_AFTER_KB KiB"
 }
 
+# run_part VAR SCRIPT WHAT: runs bench/SCRIPT (unless VAR=0) with this run's harp binary; its Markdown goes
+# to $TMP/SCRIPT.md, its progress to stderr, its failure to $TMP/SCRIPT.failed.
+run_part() {
+    local var=$1 script=$2
+    [[ ${!var} == 1 ]] || return 0
+    if [[ -n $HARP_MISSING ]]; then echo "$HARP_MISSING" >"$TMP/$script.failed"; return 0; fi
+    log "$3: bench/$script"
+    if ! HARP_BIN=$HARP_BIN KEEP_TMP=$KEEP_TMP "$BENCH_DIR/$script" >"$TMP/$script.md" 2>"$TMP/$script.err"; then
+        tail -n 3 "$TMP/$script.err" | tr '\n' ' ' >"$TMP/$script.failed"
+    fi
+    cat "$TMP/$script.err" >&2
+}
+
+# report_part VAR SCRIPT TITLE: the section of bench/SCRIPT, or why it is missing.
+report_part() {
+    local var=$1 script=$2
+    [[ ${!var} == 1 ]] || return 0
+    if [[ -s $TMP/$script.failed ]]; then
+        echo "## $3"
+        echo
+        echo "not measured: bench/$script failed: $(<"$TMP/$script.failed")"
+    else
+        cat "$TMP/$script.md"
+    fi
+    echo
+}
+
 # ---------------------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------------------
@@ -787,6 +863,7 @@ report() {
     echo "- CPU: $PINNING"
     echo "- servers: nginx $(nginx -v 2>&1 | sed 's|.*nginx/||') worker_processes 1;" \
          "$(haproxy -v | head -1 | awk '{print "HAProxy " $3}') nbthread 1; wsbench echo-server (one thread);" \
+         "floor: bench/floor (Pingora 0.9.1, upstream_peer only, one thread);" \
          "harp-rs HP_THREADS=1, HP_SESSION_LIFETIME=10 (no cache: 0) ($(harp_version))"
     echo "- tunnel: \`harp tunnel\` (same binary) as the ExApp's FRP client, $(tunnel_description); proxy name = ExApp id," \
          "HP_FRP_STRICT_PORTS on (default); in-process: HP_TUNNEL_IN_PROCESS=true, loopback listener:" \
@@ -807,6 +884,9 @@ report() {
     echo "## Memory and start-up (fresh harp instances, HP_THREADS=1)"
     echo
     report_memory
+    echo
+    report_part CALLGRIND callgrind.sh "Instructions per request (callgrind)"
+    report_part CONNS connections.sh "Idle connections and a flood"
     echo
     echo "## Per round"
     echo
@@ -953,7 +1033,8 @@ main() {
     build_wsbench
     start_nginx
     start_ws_echo
-    start_haproxy
+    start_floor
+    start_haproxy || die "${SERVER_DOWN[haproxy]}"
     build_harp
     # Session lifetime 10 s (the maximum): cookie and Basic credentials stay cached during a run (harp-rs
     # caches both; HaRP only the cookie). Lifetime 0 turns the cache off: one user-info call per request.
@@ -978,9 +1059,16 @@ main() {
     log "memory and start-up: $COLD_STARTS cold starts, $IDLE_WS idle WebSockets"
     measure_cold_starts
     measure_ws_memory
+    # Instructions per request (valgrind) and idle connections: their own scripts, own servers, own
+    # temp dirs; the servers above stay up but idle. Their Markdown sections join the report.
+    run_part CALLGRIND callgrind.sh "instructions per request (callgrind)"
+    run_part CONNS connections.sh "idle connections and flood"
 
     report | tee "$BENCH_DIR/last-run.md"
     log "written to $BENCH_DIR/last-run.md"
 }
 
-main "$@"
+# Sourced (bench/callgrind.sh, bench/connections.sh use the servers and helpers above): define, don't run.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi
