@@ -93,7 +93,12 @@ where
     ) {
         let _place = place;
         let deadline = Instant::now() + self.client_timeout;
-        if !first_bytes(&mut stream, std::pin::pin!(tokio::time::sleep_until(deadline))).await {
+        if !first_bytes(
+            &mut stream,
+            std::pin::pin!(tokio::time::sleep_until(deadline)),
+        )
+        .await
+        {
             return;
         }
         if let Some(tls) = tls {
