@@ -15,6 +15,10 @@ use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_yamux::StreamHandle;
 
+/// frp raises yamux's maximum stream window to 6 MiB on both sides (spec §3.3); both ends give
+/// tokio-yamux this value.
+pub const FRP_MAX_STREAM_WINDOW: u32 = 6 * 1024 * 1024;
+
 /// Anything the tunnel can run on: TCP, TLS over TCP, a yamux stream.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 
