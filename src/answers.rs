@@ -6,6 +6,9 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
+use socket2::SockRef;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
 
 /// HaRP keeps the last occurrence of a repeated header.
 pub fn last_header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
@@ -102,24 +105,11 @@ pub fn arm_reset(session: &Session) {
     if fd < 0 {
         return;
     }
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: fd is the live socket owned by this session; SO_LINGER only changes close().
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        log::debug!(
-            "SO_LINGER on fd {fd} failed: {}",
-            std::io::Error::last_os_error()
-        );
+    // SAFETY: fd is the live socket owned by this session's stream, and the borrow ends with
+    // this function, before the stream can close it; -1 (no socket) was refused above.
+    let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+    // Linger on, timeout 0: close() then sends RST instead of FIN and drops unsent data.
+    if let Err(e) = SockRef::from(&socket).set_linger(Some(Duration::ZERO)) {
+        log::debug!("SO_LINGER on fd {fd} failed: {e}");
     }
 }

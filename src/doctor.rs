@@ -4,8 +4,10 @@
 //! and the Docker engines behind them. Read-only: it never changes anything.
 
 use crate::config::Settings;
+use crate::docker::engines;
+use crate::docker::target::EngineTarget;
+use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -77,7 +79,7 @@ pub async fn run(settings: &Settings, app: Option<&str>) -> Vec<Check> {
         shared_key(&client, settings, app).await,
         gateway(&client, settings, key).await,
         outer_proxy(&client, settings, key).await,
-        docker(settings).await,
+        docker(&settings.docker_socket).await,
         tunnels(&client, settings, app, &proxies).await,
         remote_engines(&client, &proxies).await,
         kubernetes_api(settings).await,
@@ -366,8 +368,7 @@ async fn outer_proxy(client: &reqwest::Client, s: &Settings, key: RunningKey) ->
     }
 }
 
-async fn docker(s: &Settings) -> Check {
-    let socket = &s.docker_socket;
+async fn docker(socket: &Path) -> Check {
     if !socket.exists() {
         return Check::skipped(
             "docker",
@@ -378,19 +379,20 @@ async fn docker(s: &Settings) -> Check {
         );
     }
     let ping = async {
-        let mut stream = tokio::net::UnixStream::connect(socket).await?;
-        stream
-            .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            .await?;
-        let mut answer = Vec::new();
-        (&mut stream).take(4096).read_to_end(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
+        let target = EngineTarget::Unix(socket.to_path_buf());
+        let docker = engines::client_for(&target).map_err(|e| e.to_string())?;
+        match engines::with_status(docker.ping()).await {
+            (Ok(_), status) => Ok(status == 200),
+            // The socket could not be used (refused, not permitted, cut off): the system's own
+            // words, as the fix is the admin's. Anything else is an answer that is not OK.
+            (Err(e), _) => io_cause(&e).map_or(Ok(false), |io| Err(io.to_string())),
+        }
     };
     match tokio::time::timeout(TIMEOUT, ping).await {
-        Ok(Ok(a)) if a.starts_with(b"HTTP/1.0 200") || a.starts_with(b"HTTP/1.1 200") => {
+        Ok(Ok(true)) => {
             Check::ok("docker", format!("the engine at {} answers _ping", socket.display()))
         }
-        Ok(Ok(_)) => Check::fail("docker", format!("{} answered, but not OK", socket.display()), "check the Docker daemon's health"),
+        Ok(Ok(false)) => Check::fail("docker", format!("{} answered, but not OK", socket.display()), "check the Docker daemon's health"),
         Ok(Err(e)) => Check::fail(
             "docker",
             format!("{}: {e}", socket.display()),
@@ -398,6 +400,19 @@ async fn docker(s: &Settings) -> Check {
         ),
         Err(_) => Check::fail("docker", format!("{} did not answer in time", socket.display()), "check the Docker daemon"),
     }
+}
+
+/// The operating system's error under a client error, if there is one: hyper wraps it in
+/// "client error (Connect)", which tells an admin nothing.
+fn io_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// A proxy the running harp reports on its ops listener (`/tunnels`).
@@ -545,5 +560,82 @@ async fn remote_engines(client: &reqwest::Client, proxies: &Result<Vec<Proxy>, S
             failing.join("; "),
             "on the engine's host, check that the Docker daemon runs and that its frpc forwards to the Docker socket (unix_domain_socket plugin)",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn temp_path(name: &str) -> PathBuf {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        std::env::temp_dir().join(format!("harp-doctor-{}-{n}-{name}", std::process::id()))
+    }
+
+    /// A unix socket that answers each connection's request with `answer`, then closes it.
+    fn engine(answer: &'static [u8]) -> PathBuf {
+        let path = temp_path("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request).await;
+                let _ = stream.write_all(answer).await;
+            }
+        });
+        path
+    }
+
+    fn failed_with(check: &Check) -> Option<&str> {
+        match &check.outcome {
+            Outcome::Fail { .. } => Some(&check.detail),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn local_engine_ping() {
+        let ok = engine(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK");
+        let check = docker(&ok).await;
+        assert!(matches!(check.outcome, Outcome::Ok), "{}", check.render());
+        assert_eq!(
+            check.detail,
+            format!("the engine at {} answers _ping", ok.display())
+        );
+
+        for answer in [
+            &b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"SSH-2.0-OpenSSH_9.6\r\n",
+            b"",
+        ] {
+            let socket = engine(answer);
+            let check = docker(&socket).await;
+            let expected = format!("{} answered, but not OK", socket.display());
+            assert_eq!(failed_with(&check), Some(expected.as_str()), "{answer:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn local_engine_socket_problems_are_named_in_the_systems_words() {
+        let not_a_socket = temp_path("plain-file");
+        std::fs::write(&not_a_socket, b"").unwrap();
+        let check = docker(&not_a_socket).await;
+        // connect(2) on a plain file: what the raw probe printed, "Connection refused (os error 111)".
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        let expected = format!("{}: {refused}", not_a_socket.display());
+        assert_eq!(failed_with(&check), Some(expected.as_str()));
+
+        let missing = temp_path("missing.sock");
+        let check = docker(&missing).await;
+        assert!(
+            matches!(check.outcome, Outcome::Skipped),
+            "{}",
+            check.render()
+        );
     }
 }

@@ -3,7 +3,6 @@
 //! file; the shared key is always masked.
 
 use super::keys::Key;
-use super::net::describe_net;
 use super::settings::{LogLevel, Settings};
 use super::time;
 use std::fmt;
@@ -51,7 +50,7 @@ impl Settings {
             Key::TrustedProxyIps => self
                 .trusted_proxies
                 .iter()
-                .map(describe_net)
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
             Key::LogLevel => self.log_level.to_string(),
@@ -127,11 +126,5 @@ impl LogLevel {
 impl fmt::Display for LogLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for super::settings::IpNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&describe_net(self))
     }
 }

@@ -1,5 +1,5 @@
 //! Network values: listen addresses (`host:port`) and the trusted-proxy networks of
-//! HP_TRUSTED_PROXY_IPS, including `IpNet::contains` used by the client-IP resolver.
+//! HP_TRUSTED_PROXY_IPS (`ipnet::IpNet`, which the client-IP resolver matches against).
 //!
 //! Deliberate difference from HaRP (Q21): HaRP splits addresses with `cut -d:`, so IPv6 cannot be
 //! used; here `[v6]:port` works. Host names other than `localhost` are refused rather than
@@ -61,10 +61,7 @@ pub(crate) fn parse_trusted_proxies(setting: &str, text: &str) -> Vec<IpNet> {
         match parse_net(entry) {
             Ok((net, exact)) => {
                 if !exact {
-                    log::warn!(
-                        "{setting}: {entry} has host bits set; using {}",
-                        describe_net(&net)
-                    );
+                    log::warn!("{setting}: {entry} has host bits set; using {net}");
                 }
                 nets.push(net);
             }
@@ -81,7 +78,8 @@ pub(crate) fn parse_trusted_proxies(setting: &str, text: &str) -> Vec<IpNet> {
 }
 
 /// `addr[/prefix]` (IPv4 also `addr/netmask`); returns the masked network and whether the input
-/// already had no host bits.
+/// already had no host bits. The address and the prefix are parsed apart, not by `IpNet`'s own
+/// parser, so the log names which half is wrong and bare addresses are host networks.
 fn parse_net(entry: &str) -> Result<(IpNet, bool), String> {
     let (addr, prefix) = match entry.split_once('/') {
         Some((addr, prefix)) => (addr, Some(prefix)),
@@ -90,75 +88,28 @@ fn parse_net(entry: &str) -> Result<(IpNet, bool), String> {
     let addr: IpAddr = addr
         .parse()
         .map_err(|_| "expected an IP address or CIDR network".to_string())?;
-    let max = max_prefix(addr);
-    let prefix = match prefix {
-        None => max,
-        Some(p) => match p.parse::<u8>() {
-            Ok(p) if p <= max => p,
-            _ => netmask_prefix(addr, p)
-                .ok_or_else(|| format!("expected a prefix length from 0 to {max}"))?,
-        },
+    let net = match prefix {
+        None => IpNet::from(addr),
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .and_then(|p| IpNet::new(addr, p).ok())
+            .or_else(|| with_netmask(addr, p))
+            .ok_or_else(|| {
+                let max = IpNet::from(addr).max_prefix_len();
+                format!("expected a prefix length from 0 to {max}")
+            })?,
     };
-    let masked = mask(addr, prefix);
-    Ok((
-        IpNet {
-            addr: masked,
-            prefix,
-        },
-        masked == addr,
-    ))
+    let masked = net.trunc();
+    Ok((masked, masked == net))
 }
 
 /// Python's `ip_network` also takes `10.0.0.0/255.255.255.0`; HaRP users may rely on it.
-fn netmask_prefix(addr: IpAddr, mask: &str) -> Option<u8> {
+fn with_netmask(addr: IpAddr, mask: &str) -> Option<IpNet> {
     let (IpAddr::V4(_), Ok(mask)) = (addr, mask.parse::<Ipv4Addr>()) else {
         return None;
     };
-    let bits = u32::from(mask);
-    let prefix = bits.leading_ones();
-    (bits.checked_shl(prefix).unwrap_or(0) == 0).then_some(prefix as u8)
-}
-
-fn max_prefix(addr: IpAddr) -> u8 {
-    match addr {
-        IpAddr::V4(_) => 32,
-        IpAddr::V6(_) => 128,
-    }
-}
-
-fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
-        }
-        IpAddr::V6(a) => {
-            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
-        }
-    }
-}
-
-pub(crate) fn describe_net(net: &IpNet) -> String {
-    format!("{}/{}", net.addr, net.prefix)
-}
-
-impl IpNet {
-    /// Whether `ip` lies in this network. IPv4 peers seen on a dual-stack socket arrive as
-    /// IPv4-mapped IPv6 (`::ffff:10.0.0.5`) and must still match `10.0.0.0/24`; the network is
-    /// masked here too so hand-built values with host bits behave.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match (self.addr, ip) {
-            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => return false,
-            },
-            (IpAddr::V6(_), IpAddr::V4(v4)) => IpAddr::V6(v4.to_ipv6_mapped()),
-            _ => ip,
-        };
-        let prefix = self.prefix.min(max_prefix(self.addr));
-        mask(ip, prefix) == mask(self.addr, prefix)
-    }
+    IpNet::with_netmask(addr, mask.into()).ok()
 }
 
 #[cfg(test)]
@@ -231,7 +182,7 @@ mod tests {
     fn b39_quoted_cidr_with_host_bits_is_masked() {
         let nets = parse_trusted_proxies("HP_TRUSTED_PROXY_IPS", "'10.0.0.7/24'");
         assert_eq!(nets, vec![net("10.0.0.0/24")]);
-        assert_eq!(nets[0].addr, "10.0.0.0".parse::<IpAddr>().unwrap());
+        assert_eq!(nets[0].addr(), "10.0.0.0".parse::<IpAddr>().unwrap());
     }
 
     #[test]
@@ -248,8 +199,8 @@ mod tests {
 
     #[test]
     fn bare_ips_are_host_networks() {
-        assert_eq!(net("10.1.2.3").prefix, 32);
-        assert_eq!(net("::1").prefix, 128);
+        assert_eq!(net("10.1.2.3").prefix_len(), 32);
+        assert_eq!(net("::1").prefix_len(), 128);
     }
 
     #[test]
@@ -259,19 +210,35 @@ mod tests {
     }
 
     #[test]
-    fn contains_matches_mapped_ipv4_and_masks() {
-        let n = net("10.0.0.0/24");
-        assert!(n.contains("10.0.0.5".parse().unwrap()));
-        assert!(n.contains("::ffff:10.0.0.5".parse().unwrap()));
-        assert!(!n.contains("10.0.1.5".parse().unwrap()));
-        assert!(!n.contains("fe80::1".parse().unwrap()));
-        let unmasked = IpNet {
-            addr: "10.0.0.7".parse().unwrap(),
-            prefix: 24,
-        };
-        assert!(unmasked.contains("10.0.0.200".parse().unwrap()));
-        assert!(net("0.0.0.0/0").contains("8.8.8.8".parse().unwrap()));
-        assert!(net("::/0").contains("2001:db8::1".parse().unwrap()));
-        assert!(net("fd00::/8").contains("fd12::1".parse().unwrap()));
+    fn a_bad_entry_names_the_half_that_is_wrong() {
+        let problem = |text: &str| parse_net(text).unwrap_err();
+        assert_eq!(
+            problem("10.0.0/8"),
+            "expected an IP address or CIDR network"
+        );
+        assert_eq!(
+            problem("10.0.0.0/33"),
+            "expected a prefix length from 0 to 32"
+        );
+        assert_eq!(
+            problem("10.0.0.0/x"),
+            "expected a prefix length from 0 to 32"
+        );
+        assert_eq!(
+            problem("fd00::/129"),
+            "expected a prefix length from 0 to 128"
+        );
+        // The netmask form is IPv4's only, as in Python.
+        assert_eq!(
+            problem("fd00::/ffff::"),
+            "expected a prefix length from 0 to 128"
+        );
+    }
+
+    #[test]
+    fn host_bits_are_masked_and_reported() {
+        assert_eq!(parse_net("10.0.0.7/24"), Ok((net("10.0.0.0/24"), false)));
+        assert_eq!(parse_net("10.0.0.0/24"), Ok((net("10.0.0.0/24"), true)));
+        assert_eq!(parse_net("fd00::1/8"), Ok((net("fd00::/8"), false)));
     }
 }

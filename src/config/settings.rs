@@ -4,12 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A network of trusted reverse proxies (HP_TRUSTED_PROXY_IPS entry), host bits masked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    pub addr: std::net::IpAddr,
-    pub prefix: u8,
-}
+/// A network of trusted reverse proxies (HP_TRUSTED_PROXY_IPS entry); `config::net` masks its
+/// host bits.
+pub use ipnet::IpNet;
 
 /// Log verbosity as HaRP names it (HP_LOG_LEVEL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -68,15 +68,23 @@ impl std::fmt::Display for Failure {
 pub async fn call<T>(
     request: impl Future<Output = Result<T, BollardError>>,
 ) -> Result<(T, u16), Failure> {
+    let (result, status) = with_status(request).await;
+    match result.map_err(classify) {
+        Ok(value) => Ok((value, status)),
+        Err(Failure::Other(e, _)) => Err(Failure::Other(e, status)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs one bollard call and returns bollard's own result with the HTTP status Docker answered
+/// (0 when it did not), for a caller that needs the error's cause rather than a [`Failure`].
+pub(crate) async fn with_status<T>(
+    request: impl Future<Output = Result<T, BollardError>>,
+) -> (Result<T, BollardError>, u16) {
     LAST_STATUS
         .scope(Cell::new(0), async move {
             let result = request.await;
-            let status = LAST_STATUS.with(Cell::get);
-            match result.map_err(classify) {
-                Ok(value) => Ok((value, status)),
-                Err(Failure::Other(e, _)) => Err(Failure::Other(e, status)),
-                Err(e) => Err(e),
-            }
+            (result, LAST_STATUS.with(Cell::get))
         })
         .await
 }
@@ -141,11 +149,7 @@ impl Engines {
 }
 
 async fn connect(target: EngineTarget) -> Result<Docker, Failure> {
-    let docker = match &target {
-        EngineTarget::Tcp(port) => tcp_client(*port),
-        EngineTarget::Unix(path) => unix_client(path),
-    }
-    .map_err(classify)?;
+    let docker = client_for(&target).map_err(classify)?;
     match call(docker.clone().negotiate_version()).await {
         Ok((docker, _)) => {
             log::debug!("docker engine {target:?}: API {}", docker.client_version());
@@ -157,6 +161,16 @@ async fn connect(target: EngineTarget) -> Result<Docker, Failure> {
             log::warn!("docker engine {target:?}: version negotiation failed ({e}); using API {API_DEFAULT_VERSION:?}");
             Ok(docker)
         }
+    }
+}
+
+/// A bollard client for `target` with bollard's default API version, not negotiated: the
+/// sidecar's clients negotiate it (`connect`); the passthrough's version probe
+/// (`target::EngineVersions`) and `harp doctor`'s `_ping` need no version.
+pub(crate) fn client_for(target: &EngineTarget) -> Result<Docker, BollardError> {
+    match target {
+        EngineTarget::Tcp(port) => tcp_client(*port),
+        EngineTarget::Unix(path) => unix_client(path),
     }
 }
 

@@ -15,7 +15,7 @@
 //! instead of a crash; a timeout in `install_certificates` is a 504.
 
 mod endpoints;
-mod engines;
+pub(crate) mod engines;
 mod names;
 pub(crate) mod passthrough;
 mod payload;

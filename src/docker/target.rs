@@ -12,13 +12,11 @@
 use moka::future::Cache;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// HaRP's bundled frpc exposes the local Docker socket on this port.
 pub const LOCAL_ENGINE_PORT: u16 = 24000;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 const VERSION_TTL: Duration = Duration::from_secs(60);
-const MAX_VERSION_ANSWER: usize = 64 << 10;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum EngineTarget {
@@ -73,48 +71,20 @@ impl EngineVersions {
     }
 }
 
+/// One `GET /version` through bollard, within `PROBE_TIMEOUT`; `None` when the engine does not
+/// answer in time, answers an error, or names neither version.
 async fn ask_versions(target: EngineTarget) -> Option<VersionRange> {
-    let answer = tokio::time::timeout(PROBE_TIMEOUT, async {
-        match &target {
-            EngineTarget::Tcp(port) => {
-                get_version(
-                    tokio::net::TcpStream::connect(("127.0.0.1", *port))
-                        .await
-                        .ok()?,
-                )
-                .await
-            }
-            EngineTarget::Unix(path) => {
-                get_version(tokio::net::UnixStream::connect(path).await.ok()?).await
-            }
-        }
-    })
-    .await
-    .ok()
-    .flatten();
-    let answer = answer?;
-    let body_start = answer.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let json: serde_json::Value = serde_json::from_slice(&answer[body_start..]).ok()?;
-    let field = |name: &str| parse_version(json.get(name)?.as_str()?);
+    let docker = super::engines::client_for(&target).ok()?;
+    let version = tokio::time::timeout(PROBE_TIMEOUT, docker.version())
+        .await
+        .ok()?
+        .ok()?;
+    let field = |text: Option<String>| parse_version(&text?);
     let range = VersionRange {
-        min: field("MinAPIVersion"),
-        max: field("ApiVersion"),
+        min: field(version.min_api_version),
+        max: field(version.api_version),
     };
     (range != VersionRange::default()).then_some(range)
-}
-
-async fn get_version<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> Option<Vec<u8>> {
-    stream
-        .write_all(b"GET /version HTTP/1.0\r\nHost: docker\r\n\r\n")
-        .await
-        .ok()?;
-    let mut answer = Vec::new();
-    (&mut stream)
-        .take(MAX_VERSION_ANSWER as u64)
-        .read_to_end(&mut answer)
-        .await
-        .ok()?;
-    answer.starts_with(b"HTTP/1.").then_some(answer)
 }
 
 fn parse_version(text: &str) -> Option<ApiVersion> {

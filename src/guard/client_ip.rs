@@ -47,8 +47,19 @@ impl ClientIpResolver {
     }
 }
 
+/// Whether `ip` lies in a trusted network. IPv4 peers seen on a dual-stack socket arrive as
+/// IPv4-mapped IPv6 (`::ffff:10.0.0.5`) and must still match `10.0.0.0/24`, and a network written
+/// in the mapped form (`::ffff:10.0.0.0/120`) must still hold its IPv4 peers: `IpNet::contains`
+/// never matches across families, so the address is tried in both forms.
 fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
-    trusted.iter().any(|n| n.contains(ip))
+    let ip = ip.to_canonical();
+    let mapped = match ip {
+        IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+        IpAddr::V6(_) => None,
+    };
+    trusted
+        .iter()
+        .any(|n| n.contains(&ip) || mapped.is_some_and(|m| n.contains(&m)))
 }
 
 /// The rightmost entry that is not a trusted proxy; the leftmost if every hop is trusted.
@@ -72,10 +83,7 @@ mod tests {
     use super::*;
 
     fn net(s: &str, p: u8) -> IpNet {
-        IpNet {
-            addr: s.parse().unwrap(),
-            prefix: p,
-        }
+        IpNet::new(s.parse().unwrap(), p).unwrap()
     }
 
     fn hdrs(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -130,5 +138,24 @@ mod tests {
             r.resolve("::1".parse().unwrap(), &h).to_string(),
             "2001:db8::1"
         );
+    }
+
+    #[test]
+    fn trusted_networks_match_mapped_ipv4_and_ignore_host_bits() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let v4 = [net("10.0.0.0", 24)];
+        assert!(is_trusted(&v4, ip("10.0.0.5")));
+        assert!(is_trusted(&v4, ip("::ffff:10.0.0.5")));
+        assert!(!is_trusted(&v4, ip("10.0.1.5")));
+        assert!(!is_trusted(&v4, ip("fe80::1")));
+        let mapped = [net("::ffff:10.0.0.0", 120)];
+        assert!(is_trusted(&mapped, ip("10.0.0.5")));
+        assert!(is_trusted(&mapped, ip("::ffff:10.0.0.5")));
+        assert!(!is_trusted(&mapped, ip("10.0.1.5")));
+        // A network built with host bits set still means the whole network.
+        assert!(is_trusted(&[net("10.0.0.7", 24)], ip("10.0.0.200")));
+        assert!(is_trusted(&[net("0.0.0.0", 0)], ip("8.8.8.8")));
+        assert!(is_trusted(&[net("::", 0)], ip("2001:db8::1")));
+        assert!(is_trusted(&[net("fd00::", 8)], ip("fd12::1")));
     }
 }

@@ -13,7 +13,8 @@
 //! * [`msg`]: the message catalogue (§5) and the Go-identical JSON encoding.
 //! * [`codec`]: message framing (§4) with frp's 10240-byte body limit.
 //! * [`crypto`]: privilege key (§6) and the AES-128-CFB control-stream cipher (§8).
-//! * [`yamux_header`]: the yamux frame header (§3.2).
+//! * `yamux_header`: the yamux frame header (§3.2), an independent check of what tokio-yamux
+//!   writes; built for the unit tests and the fuzz targets only.
 //!
 //! The protocol layer must never:
 //! * panic or allocate without bound on anything a peer sends: every length is checked
@@ -34,6 +35,8 @@ pub mod pem;
 pub mod pipe;
 pub mod server;
 pub mod stream;
+// Only the unit tests and fuzz/ read it; `fuzzing` is the cfg cargo-fuzz sets on every crate.
+#[cfg(any(test, fuzzing))]
 pub mod yamux_header;
 
 pub use codec::{Decoder, FrameError};

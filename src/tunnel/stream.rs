@@ -6,12 +6,18 @@
 //! constrains both sides (see [`Drain`]).
 
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_yamux::StreamHandle;
+
+/// frp raises yamux's maximum stream window to 6 MiB on both sides (spec §3.3); both ends give
+/// tokio-yamux this value.
+pub const FRP_MAX_STREAM_WINDOW: u32 = 6 * 1024 * 1024;
 
 /// Anything the tunnel can run on: TCP, TLS over TCP, a yamux stream.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -101,29 +107,44 @@ impl AsyncWrite for WorkStream {
 /// noticed only after 60 to 90 s (a client would hold its ports that long; Go frps: at most
 /// 40 s); with this it is at most 30 s + `timeout`. Failure is only logged: the yamux
 /// keepalive still notices, later.
-pub fn set_tcp_user_timeout(fd: i32, timeout: Duration) {
+pub fn set_tcp_user_timeout(socket: SockRef<'_>, timeout: Duration) {
     #[cfg(target_os = "linux")]
-    {
-        let ms = libc::c_uint::try_from(timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
-        // SAFETY: plain setsockopt on a descriptor the caller owns, with a correctly sized value.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_USER_TIMEOUT,
-                (&ms as *const libc::c_uint).cast(),
-                std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            log::debug!(
-                "tunnel: cannot set TCP_USER_TIMEOUT on fd {fd}: {}",
-                io::Error::last_os_error()
-            );
-        }
+    if let Err(e) = socket.set_tcp_user_timeout(Some(timeout)) {
+        log::debug!(
+            "tunnel: cannot set TCP_USER_TIMEOUT on fd {}: {e}",
+            std::os::fd::AsRawFd::as_raw_fd(&*socket)
+        );
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = (fd, timeout);
+        let _ = (socket, timeout);
+    }
+}
+
+/// The socket under a connection Pingora accepted, which exposes it only as its raw descriptor
+/// (`UniqueID::id`); `None` for a stream without one.
+pub fn pingora_socket(stream: &pingora::protocols::Stream) -> Option<BorrowedFd<'_>> {
+    let fd = stream.id();
+    // SAFETY: the descriptor is the stream's own socket, open as long as the stream lives, and
+    // the borrow cannot outlive `stream`; -1 (no socket), which `borrow_raw` forbids, is excluded.
+    (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn tcp_user_timeout_reaches_the_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        set_tcp_user_timeout(SockRef::from(&tcp), Duration::from_secs(20));
+        assert_eq!(
+            SockRef::from(&tcp).tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(20))
+        );
     }
 }

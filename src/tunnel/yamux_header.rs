@@ -3,7 +3,8 @@
 //!
 //! The session itself runs on a yamux implementation; this module pins the wire format
 //! independently of it, so tests and fuzzing can check the bytes frpc sees (§12.6) and so a
-//! capture can be decoded when debugging interop.
+//! capture can be decoded when debugging interop. Nothing else reads it, so it is compiled only
+//! for the unit tests and the fuzz targets (`cfg(fuzzing)`, which cargo-fuzz sets).
 
 use std::fmt;
 
@@ -15,8 +16,7 @@ pub const PROTOCOL_VERSION: u8 = 0;
 /// Every stream starts with this receive window; only Data payload counts against it.
 pub const INITIAL_STREAM_WINDOW: u32 = 256 * 1024;
 
-/// frp raises yamux's maximum stream window to 6 MiB on both sides.
-pub const FRP_MAX_STREAM_WINDOW: u32 = 6 * 1024 * 1024;
+pub use super::stream::FRP_MAX_STREAM_WINDOW;
 
 /// The window delta frp puts on a SYN and Go frps on the ACK: max window − initial window.
 pub const FRP_WINDOW_DELTA: u32 = FRP_MAX_STREAM_WINDOW - INITIAL_STREAM_WINDOW;

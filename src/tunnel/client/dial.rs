@@ -3,9 +3,9 @@
 //! service (TCP or unix socket).
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use socket2::SockRef;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::timeout;
@@ -75,7 +75,7 @@ impl Dialer {
 /// vanished server is noticed soon. Best effort: failures only cost latency or detection time.
 fn tune(tcp: &TcpStream) {
     let _ = tcp.set_nodelay(true);
-    set_tcp_user_timeout(tcp.as_raw_fd(), TCP_USER_TIMEOUT);
+    set_tcp_user_timeout(SockRef::from(tcp), TCP_USER_TIMEOUT);
 }
 
 /// Connects to a proxy's local service (TCP or unix socket).

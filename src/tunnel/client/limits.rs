@@ -37,7 +37,7 @@ pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// frp raises yamux's max stream window to 6 MiB on both sides (spec §3.3): our SYN then
 /// carries the delta 6029312 that frps expects.
-pub const YAMUX_MAX_STREAM_WINDOW: u32 = crate::tunnel::yamux_header::FRP_MAX_STREAM_WINDOW;
+pub const YAMUX_MAX_STREAM_WINDOW: u32 = crate::tunnel::stream::FRP_MAX_STREAM_WINDOW;
 
 /// yamux streams per session. frps never opens streams, so ours are the control stream plus
 /// work streams; see `MAX_WORK_CONNS`.

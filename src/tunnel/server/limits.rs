@@ -39,7 +39,7 @@ pub const YAMUX_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// frp raises yamux's max stream window to 6 MiB; our ACK then carries the same delta as Go
 /// frps (spec §3.3). It also bounds what one stream can buffer here.
-pub const YAMUX_MAX_STREAM_WINDOW: u32 = crate::tunnel::yamux_header::FRP_MAX_STREAM_WINDOW;
+pub const YAMUX_MAX_STREAM_WINDOW: u32 = crate::tunnel::stream::FRP_MAX_STREAM_WINDOW;
 
 /// Streams opened but not yet accepted, as frp (beyond it the stream is reset).
 pub const YAMUX_ACCEPT_BACKLOG: usize = 256;

@@ -49,6 +49,7 @@ use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use pingora::services::listening::Service;
+use socket2::SockRef;
 use tokio::sync::Semaphore;
 
 pub use crate::tunnel::stream::WorkStream;
@@ -159,8 +160,9 @@ impl ServerApp for TunnelApp {
             );
             return None;
         };
-        #[cfg(unix)]
-        crate::tunnel::stream::set_tcp_user_timeout(stream.id(), TCP_USER_TIMEOUT);
+        if let Some(fd) = crate::tunnel::stream::pingora_socket(&stream) {
+            crate::tunnel::stream::set_tcp_user_timeout(SockRef::from(&fd), TCP_USER_TIMEOUT);
+        }
         let accepted = match tokio::time::timeout(
             PRE_LOGIN_TIMEOUT,
             accept::accept(Box::new(stream), &self.tunnel.tls),
