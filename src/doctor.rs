@@ -135,7 +135,7 @@ async fn kubernetes_api(s: &Settings) -> Check {
     }
 }
 
-/// May harp's identity do every verb the backend uses (one SelfSubjectAccessReview each)?
+/// May harp's identity do every verb the backend uses (one `SelfSubjectAccessReview` each)?
 async fn kubernetes_permissions(s: &Settings) -> Check {
     use crate::k8s::{Kubernetes, NEEDED_PERMISSIONS};
     const NAME: &str = "kubernetes rbac";

@@ -13,7 +13,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// At start, before the workers run.
 ///
-/// Transparent huge pages: mimalloc asks for them on its arena (MADV_HUGEPAGE; built with
+/// Transparent huge pages: mimalloc asks for them on its arena (`MADV_HUGEPAGE`; built with
 /// `no_thp` it does not, and this disables them for the whole process, best effort): where the
 /// kernel has free huge pages an idle harp held 10 MB more (28 instead of 16 MiB RSS, varying
 /// from start to start). A proxy's working set is small and scattered and gains nothing

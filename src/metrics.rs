@@ -2,7 +2,7 @@
 //! Nextcloud calls and cache hit ratios, AppAPI's Docker calls, brute-force strikes and bans.
 //!
 //! Counting is a few atomic adds and one short lock per request; label sets are bounded
-//! (MAX_APPS distinct app labels, the rest count as `other`) so clients cannot grow memory.
+//! (`MAX_APPS` distinct app labels, the rest count as `other`) so clients cannot grow memory.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -229,7 +229,7 @@ pub struct Metrics {
     pub strikes: Counter,
     /// By [`DockerOp`], then `[ok, error]`.
     docker_calls: [[Counter; 2]; DockerOp::COUNT],
-    /// Connections to HP_EXAPPS_ADDRESS and HP_EXAPPS_HTTPS_ADDRESS (HP_MAX_CONNECTIONS).
+    /// Connections to `HP_EXAPPS_ADDRESS` and `HP_EXAPPS_HTTPS_ADDRESS` (`HP_MAX_CONNECTIONS`).
     pub gateway_connections: ConnectionGauge,
 }
 

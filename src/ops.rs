@@ -1,4 +1,4 @@
-//! The operations listener (HP_OPS_ADDRESS, loopback by default): liveness (`/heartbeat`),
+//! The operations listener (`HP_OPS_ADDRESS`, loopback by default): liveness (`/heartbeat`),
 //! readiness (`/ready`: Nextcloud reachable), Prometheus metrics (`/metrics`) and the connected
 //! FRP proxies (`/tunnels`, read by `harp doctor`), and `/key-check` (is `harp-shared-key` the
 //! running harp's key; once a second at most). Separate from
@@ -52,7 +52,7 @@ impl OpsApp {
         (503, body.to_string().into_bytes())
     }
 
-    /// `harp doctor` asks whether its HP_SHARED_KEY is the running harp's without sending it
+    /// `harp doctor` asks whether its `HP_SHARED_KEY` is the running harp's without sending it
     /// to the gateway, where a wrong key is a brute-force strike on the host's own address.
     fn key_check(&self, session: &ServerSession) -> u16 {
         use std::sync::atomic::Ordering;

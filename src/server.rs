@@ -208,7 +208,7 @@ mod fd_limit {
     /// A gateway connection holds its client's socket and, while proxied, one to the ExApp.
     const PER_CONNECTION: u64 = 2;
 
-    /// Raises the soft descriptor limit as far as HP_MAX_CONNECTIONS needs (and the hard
+    /// Raises the soft descriptor limit as far as `HP_MAX_CONNECTIONS` needs (and the hard
     /// limit allows), and returns how many connections fit: `max`, or fewer, with a warning,
     /// when the hard limit is too low. Without this, at the limit every accept fails with
     /// "Too many open files" and new clients hang instead of being refused.

@@ -19,10 +19,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The Docker sidecar behind `/docker/exapp/*`.
     pub docker: crate::docker::Sidecar,
-    /// The Kubernetes backend (HP_K8S_*), also asked where Kubernetes ExApps run.
+    /// The Kubernetes backend (`HP_K8S_*`), also asked where Kubernetes ExApps run.
     pub k8s: Arc<crate::k8s::Kubernetes>,
     pub settings: Settings,
-    /// Shared with the tunnel's NewProxy owner check (`tunnel_admission`), as are `apps` and
+    /// Shared with the tunnel's `NewProxy` owner check (`tunnel_admission`), as are `apps` and
     /// `bans`.
     pub nextcloud: Arc<NextcloudClient>,
     pub apps: Arc<ExAppDirectory>,

@@ -102,7 +102,7 @@ impl Settings {
 }
 
 impl LogLevel {
-    /// HaRP's name for the level, as HP_LOG_LEVEL spells it.
+    /// HaRP's name for the level, as `HP_LOG_LEVEL` spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             LogLevel::Debug => "debug",

@@ -1,4 +1,4 @@
-//! The HP_* environment variables (and NC_INSTANCE_URL), read through a lookup function so tests
+//! The HP_* environment variables (and `NC_INSTANCE_URL`), read through a lookup function so tests
 //! never touch the process environment. This is the only place in the crate that reads the
 //! process environment.
 
@@ -32,7 +32,7 @@ pub const IGNORED_ENV_VARS: &[&str] = &[
 ];
 
 /// The API server a pod reaches through the variables kubelet sets in every container
-/// (`KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`, default 443): HP_K8S_API_SERVER's
+/// (`KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`, default 443): `HP_K8S_API_SERVER`'s
 /// default, as in HaRP.
 pub(crate) fn in_cluster_api_server(env: EnvLookup<'_>) -> Option<String> {
     let host = env("KUBERNETES_SERVICE_HOST").filter(|h| !h.trim().is_empty())?;

@@ -1,5 +1,5 @@
 //! The one truth of configuration. Owns reading the sources — built-in defaults < the YAML file
-//! (`--config`, else HARP_CONFIG) < HaRP's HP_* environment variables — and validating them into
+//! (`--config`, else `HARP_CONFIG`) < HaRP's HP_* environment variables — and validating them into
 //! one `Settings`. No other module may read `std::env`; all of them read `Settings`.
 //!
 //! Invalid settings never start the server: `load` returns every problem at once, each naming
@@ -34,7 +34,7 @@ pub(crate) use validate::is_positive_quantity;
 use std::path::{Path, PathBuf};
 
 /// Loads and validates the configuration. `args_config` is the `--config` argument; without it
-/// the HARP_CONFIG variable may name the YAML file, and without either only defaults and the
+/// the `HARP_CONFIG` variable may name the YAML file, and without either only defaults and the
 /// environment apply. `env` looks up one environment variable.
 pub fn load(args_config: Option<&Path>, env: EnvLookup<'_>) -> Result<Settings, ConfigErrors> {
     let mut errors = Vec::new();

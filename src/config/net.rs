@@ -1,5 +1,5 @@
 //! Network values: listen addresses (`host:port`) and the trusted-proxy networks of
-//! HP_TRUSTED_PROXY_IPS (`ipnet::IpNet`, which the client-IP resolver matches against).
+//! `HP_TRUSTED_PROXY_IPS` (`ipnet::IpNet`, which the client-IP resolver matches against).
 //!
 //! Deliberate difference from HaRP (Q21): HaRP splits addresses with `cut -d:`, so IPv6 cannot be
 //! used; here `[v6]:port` works. Host names other than `localhost` are refused rather than
@@ -46,7 +46,7 @@ pub(crate) fn listeners_clash(a: SocketAddr, b: SocketAddr) -> bool {
 /// Quote characters that env files and compose files leak into values (HaRP fix #112).
 const PROXY_QUOTES: &[char] = &['\'', '"', '\u{201C}', '\u{201D}', '\u{2018}', '\u{2019}'];
 
-/// Parses HP_TRUSTED_PROXY_IPS the way HaRP's agent does: one bad entry is logged and skipped
+/// Parses `HP_TRUSTED_PROXY_IPS` the way HaRP's agent does: one bad entry is logged and skipped
 /// instead of disabling the whole list, because losing the list silently moves bans onto the
 /// reverse proxy itself.
 pub(crate) fn parse_trusted_proxies(setting: &str, text: &str) -> Vec<IpNet> {

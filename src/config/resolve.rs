@@ -69,7 +69,7 @@ impl<'a> Resolver<'a> {
     }
 
     /// The key and its file are one choice: if the environment names either, the YAML file's
-    /// pair is ignored as a whole, so HP_SHARED_KEY can override a `shared_key_file` in YAML.
+    /// pair is ignored as a whole, so `HP_SHARED_KEY` can override a `shared_key_file` in YAML.
     fn shared_key(&mut self) -> String {
         let layer = self
             .layers

@@ -8,7 +8,7 @@
 use super::validate::strip_quotes;
 use std::path::Path;
 
-/// Where the key comes from: the value of HP_SHARED_KEY and/or the path in HP_SHARED_KEY_FILE.
+/// Where the key comes from: the value of `HP_SHARED_KEY` and/or the path in `HP_SHARED_KEY_FILE`.
 pub(crate) struct KeySource<'a> {
     pub key: Option<&'a str>,
     pub file: Option<&'a str>,

@@ -20,7 +20,7 @@ pub(crate) fn strip_quotes(text: &str) -> &str {
     text.strip_suffix('\'').unwrap_or(text)
 }
 
-/// NC_INSTANCE_URL, normalised as HaRP's agent does before appending `/index.php/apps/...`:
+/// `NC_INSTANCE_URL`, normalised as HaRP's agent does before appending `/index.php/apps/...`:
 /// one trailing `/` removed, then one trailing `/index.php`.
 pub(crate) fn nc_instance_url(text: &str) -> Result<String, String> {
     let url = strip_quotes(text.trim()).trim();
@@ -39,18 +39,18 @@ pub(crate) fn nc_instance_url(text: &str) -> Result<String, String> {
     Ok(url.strip_suffix("/index.php").unwrap_or(url).to_string())
 }
 
-/// HP_EXAPPS_ADDRESS, HP_EXAPPS_HTTPS_ADDRESS, HP_FRP_ADDRESS, HP_OPS_ADDRESS.
+/// `HP_EXAPPS_ADDRESS`, `HP_EXAPPS_HTTPS_ADDRESS`, `HP_FRP_ADDRESS`, `HP_OPS_ADDRESS`.
 pub(crate) fn address(text: &str) -> Result<std::net::SocketAddr, String> {
     super::net::parse_address(strip_quotes(text.trim()))
 }
 
-/// HP_FRP_DISABLE_TLS: HaRP compares with exactly `true`; anything else keeps TLS on, which is
+/// `HP_FRP_DISABLE_TLS`: HaRP compares with exactly `true`; anything else keeps TLS on, which is
 /// the safe side, so it is never an error.
 pub(crate) fn exactly_true(text: &str) -> Result<bool, String> {
     Ok(text.trim() == "true")
 }
 
-/// HP_FRP_STRICT_PORTS: a new setting, so it can be strict about typos.
+/// `HP_FRP_STRICT_PORTS`: a new setting, so it can be strict about typos.
 pub(crate) fn boolean(text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
@@ -59,7 +59,7 @@ pub(crate) fn boolean(text: &str) -> Result<bool, String> {
     }
 }
 
-/// HP_K8S_ENABLED: HaRP's agent enables on case-insensitive 1/true/yes and disables otherwise.
+/// `HP_K8S_ENABLED`: HaRP's agent enables on case-insensitive 1/true/yes and disables otherwise.
 pub(crate) fn k8s_enabled(text: &str) -> Result<bool, String> {
     Ok(matches!(
         text.trim().to_ascii_lowercase().as_str(),
@@ -67,7 +67,7 @@ pub(crate) fn k8s_enabled(text: &str) -> Result<bool, String> {
     ))
 }
 
-/// HP_FRP_CERT_VALIDITY_DAYS: `^[0-9]+$` and at least 1, as start.sh checks.
+/// `HP_FRP_CERT_VALIDITY_DAYS`: `^[0-9]+$` and at least 1, as start.sh checks.
 pub(crate) fn cert_validity_days(text: &str) -> Result<u32, String> {
     let text = text.trim();
     let expected = || "expected a whole number of days, at least 1".to_string();
@@ -90,7 +90,7 @@ pub(crate) fn log_level(text: &str) -> Result<LogLevel, String> {
     }
 }
 
-/// HP_SESSION_LIFETIME: a float as Python reads it, within the agent's 0..=10 range. NaN and
+/// `HP_SESSION_LIFETIME`: a float as Python reads it, within the agent's 0..=10 range. NaN and
 /// infinities, which Python would let through, are refused.
 pub(crate) fn session_lifetime(text: &str) -> Result<Duration, String> {
     match text.trim().parse::<f64>() {
@@ -101,7 +101,7 @@ pub(crate) fn session_lifetime(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// HP_BLACKLIST_WINDOW: `0` is allowed and means strikes never count.
+/// `HP_BLACKLIST_WINDOW`: `0` is allowed and means strikes never count.
 pub(crate) fn blacklist_window(text: &str) -> Result<Duration, String> {
     match text.trim().parse::<u32>() {
         Ok(secs) => Ok(Duration::from_secs(secs.into())),
@@ -112,7 +112,7 @@ pub(crate) fn blacklist_window(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// HP_BLACKLIST_COUNT: at least 1, since HaRP bans every client at 0 or less.
+/// `HP_BLACKLIST_COUNT`: at least 1, since HaRP bans every client at 0 or less.
 pub(crate) fn blacklist_count(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u32>() {
         Ok(count) if count >= 1 => Ok(count),
@@ -130,7 +130,7 @@ pub(crate) fn threads(text: &str) -> Result<usize, String> {
     }
 }
 
-/// HP_MAX_CONNECTIONS: at least 1; the upper bound keeps the count far from overflow and
+/// `HP_MAX_CONNECTIONS`: at least 1; the upper bound keeps the count far from overflow and
 /// within what a file-descriptor limit can grant (two descriptors per proxied connection).
 pub(crate) fn max_connections(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
@@ -143,7 +143,7 @@ pub(crate) fn path(text: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(text))
 }
 
-/// HP_TIMEOUT_CONNECT, _CLIENT, _SERVER, HP_NC_TIMEOUT, HP_DECISION_TIMEOUT: zero would make
+/// `HP_TIMEOUT_CONNECT`, _CLIENT, _SERVER, `HP_NC_TIMEOUT`, `HP_DECISION_TIMEOUT`: zero would make
 /// every request fail, so it is refused.
 pub(crate) fn timeout(text: &str) -> Result<Duration, String> {
     match time::parse(text)? {
@@ -154,23 +154,23 @@ pub(crate) fn timeout(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// HP_TIMEOUT_TUNNEL: `0` (with any unit) means unlimited, which HaRP emulates with 24d.
+/// `HP_TIMEOUT_TUNNEL`: `0` (with any unit) means unlimited, which HaRP emulates with 24d.
 pub(crate) fn tunnel_timeout(text: &str) -> Result<Option<Duration>, String> {
     Ok(Some(time::parse(text)?).filter(|d| !d.is_zero()))
 }
 
-/// HP_TIMEOUT_BODY: `0` (with any unit) means off.
+/// `HP_TIMEOUT_BODY`: `0` (with any unit) means off.
 pub(crate) fn off_or_timeout(text: &str) -> Result<Option<Duration>, String> {
     Ok(Some(time::parse(text)?).filter(|d| !d.is_zero()))
 }
 
-/// HP_K8S_VERIFY_SSL: HaRP turns verification off only for `false` (any case); a typo keeps
+/// `HP_K8S_VERIFY_SSL`: HaRP turns verification off only for `false` (any case); a typo keeps
 /// the safe side.
 pub(crate) fn not_false(text: &str) -> Result<bool, String> {
     Ok(!text.trim().eq_ignore_ascii_case("false"))
 }
 
-/// HP_K8S_API_SERVER: an http(s) URL with a host; a trailing `/` is dropped.
+/// `HP_K8S_API_SERVER`: an http(s) URL with a host; a trailing `/` is dropped.
 pub(crate) fn k8s_api_server(text: &str) -> Result<String, String> {
     let text = strip_quotes(text.trim()).trim_end_matches('/');
     let expected = || {
@@ -187,7 +187,7 @@ pub(crate) fn k8s_api_server(text: &str) -> Result<String, String> {
     }
 }
 
-/// HP_K8S_BEARER_TOKEN: surrounding white space is dropped (as HaRP's `strip()`); a token is
+/// `HP_K8S_BEARER_TOKEN`: surrounding white space is dropped (as HaRP's `strip()`); a token is
 /// one header value, so control characters are refused.
 pub(crate) fn k8s_token(text: &str) -> Result<String, String> {
     let token = text.trim();
@@ -213,7 +213,7 @@ pub(crate) fn is_dns1123_subdomain(name: &str) -> bool {
     name.len() <= 253 && name.split('.').all(is_dns1123_label)
 }
 
-/// HP_K8S_NAMESPACE.
+/// `HP_K8S_NAMESPACE`.
 pub(crate) fn k8s_namespace(text: &str) -> Result<String, String> {
     let name = strip_quotes(text.trim());
     if is_dns1123_label(name) {
@@ -227,7 +227,7 @@ pub(crate) fn k8s_namespace(text: &str) -> Result<String, String> {
     }
 }
 
-/// HP_K8S_STORAGE_CLASS: a StorageClass name (DNS-1123 subdomain).
+/// `HP_K8S_STORAGE_CLASS`: a `StorageClass` name (DNS-1123 subdomain).
 pub(crate) fn k8s_storage_class(text: &str) -> Result<String, String> {
     let name = strip_quotes(text.trim());
     if is_dns1123_subdomain(name) {
@@ -261,7 +261,7 @@ pub(crate) fn is_positive_quantity(text: &str) -> bool {
     digits_ok && suffix_ok && positive
 }
 
-/// HP_K8S_DEFAULT_STORAGE_SIZE.
+/// `HP_K8S_DEFAULT_STORAGE_SIZE`.
 pub(crate) fn k8s_quantity(text: &str) -> Result<String, String> {
     let text = strip_quotes(text.trim());
     if is_positive_quantity(text) {
@@ -271,7 +271,7 @@ pub(crate) fn k8s_quantity(text: &str) -> Result<String, String> {
     }
 }
 
-/// HP_K8S_HOST_ALIASES: `host:ip` pairs separated by commas (an IPv6 address follows the first
+/// `HP_K8S_HOST_ALIASES`: `host:ip` pairs separated by commas (an IPv6 address follows the first
 /// `:`); names that share an address become one `hostAliases` entry. HaRP skips malformed
 /// entries silently; a typo here would only show as a failing ExApp, so it is refused.
 pub(crate) fn k8s_host_aliases(text: &str) -> Result<Vec<super::settings::HostAlias>, String> {

@@ -1,4 +1,4 @@
-//! The YAML file (`--config` or HARP_CONFIG): a flat mapping whose keys are the HP_* variable
+//! The YAML file (`--config` or `HARP_CONFIG)`: a flat mapping whose keys are the HP_* variable
 //! names in lower snake case without the `HP_` prefix. Turns each value into the text the
 //! variable would hold, so both sources share one validation. Unknown keys are errors: a typo
 //! must not silently leave a default in place.
@@ -10,7 +10,7 @@ use serde_yaml::Value;
 use std::path::Path;
 
 /// Reads and translates the file. `Err` means the file itself could not be read (the caller
-/// knows whether `--config` or HARP_CONFIG named it); problems inside the file come back with
+/// knows whether `--config` or `HARP_CONFIG` named it); problems inside the file come back with
 /// the layer of everything that was usable, so they are reported together with the rest.
 pub(crate) fn read(path: &Path) -> Result<(Layer, Vec<ConfigError>), String> {
     let text =

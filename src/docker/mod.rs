@@ -35,9 +35,9 @@ use std::time::Duration;
 /// settings and the metrics. Built once at start; the sidecar never sees the rest of harp's state.
 pub struct Sidecar {
     engines: Engines,
-    /// HP_DOCKER_SOCKET: the local engine behind port 24000 (`target::target_for`).
+    /// `HP_DOCKER_SOCKET`: the local engine behind port 24000 (`target::target_for`).
     docker_socket: PathBuf,
-    /// HP_CERTS_DIR, read by `install_certificates`.
+    /// `HP_CERTS_DIR`, read by `install_certificates`.
     certs_dir: PathBuf,
     metrics: Arc<Metrics>,
 }

@@ -1,4 +1,4 @@
-//! Listener phase, before any Pingora phase: HP_MAX_CONNECTIONS, HaRP's HAProxy `maxconn`.
+//! Listener phase, before any Pingora phase: `HP_MAX_CONNECTIONS`, HaRP's HAProxy `maxconn`.
 //!
 //! A connection over the limit is closed right after `accept`, before a task or a buffer is
 //! spent on it, and counted (`harp_connections_refused_total`). The accept loop takes a place
@@ -29,7 +29,7 @@ impl Admission {
     }
 
     /// A place for a just-accepted connection, or `None` (counted, and logged at most once a
-    /// minute) when HP_MAX_CONNECTIONS are open.
+    /// minute) when `HP_MAX_CONNECTIONS` are open.
     pub fn admit(&self) -> Option<Place> {
         if self.metrics.gateway_connections.try_open(self.max) {
             return Some(Place(self.metrics.clone()));

@@ -1,5 +1,5 @@
 //! Listener phase, before Pingora's: the gateway's own accept loop and connection loop, with
-//! HaRP's client timeouts and HaRP's HAProxy `maxconn` (HP_MAX_CONNECTIONS).
+//! HaRP's client timeouts and HaRP's HAProxy `maxconn` (`HP_MAX_CONNECTIONS`).
 //!
 //! HaRP (HAProxy `timeout client`, which `timeout http-request` falls back to) gives a client
 //! `HP_TIMEOUT_CLIENT` to send a whole request head and never waits longer than that for a client
@@ -217,7 +217,7 @@ async fn first_bytes(stream: &mut Stream, deadline: Pin<&mut Sleep>) -> bool {
     }
 }
 
-/// One gateway listener (HP_EXAPPS_ADDRESS, or HP_EXAPPS_HTTPS_ADDRESS with `tls`), as a
+/// One gateway listener (`HP_EXAPPS_ADDRESS`, or `HP_EXAPPS_HTTPS_ADDRESS` with `tls`), as a
 /// Pingora service so that it runs on the server's worker threads and stops with it.
 pub struct GatewayListener<SV> {
     name: String,
@@ -245,7 +245,7 @@ impl<SV> GatewayListener<SV> {
 }
 
 /// Binds as Pingora would (`SO_REUSEADDR`, a long backlog), so a restarted harp can take its
-/// port back while old connections linger in TIME_WAIT.
+/// port back while old connections linger in `TIME_WAIT`.
 fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {
         std::net::SocketAddr::V4(_) => TcpSocket::new_v4()?,

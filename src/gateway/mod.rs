@@ -1,7 +1,7 @@
 //! The gateway: a Pingora `ProxyHttp` for `/exapps/...` with HaRP's decision pipeline (§3).
 //!
 //! `request_filter` decides, as a list of phase units (`phases/`: timeouts, identify, ban,
-//! path_guard, dispatch, exapp_access), and either answers itself or leaves an `Upstream` in the
+//! `path_guard`, dispatch, `exapp_access`), and either answers itself or leaves an `Upstream` in the
 //! context; later phases only carry that decision out. The gateway never awaits Docker, and
 //! awaits Nextcloud only on a cache miss, within `HP_DECISION_TIMEOUT`.
 
@@ -57,7 +57,7 @@ pub struct RequestCtx {
     silent_drop: bool,
     connect_attempts: u8,
     upgrade: bool,
-    /// HP_TIMEOUT_BODY: when the request body must be complete.
+    /// `HP_TIMEOUT_BODY`: when the request body must be complete.
     body_deadline: Option<Instant>,
 }
 
@@ -270,7 +270,7 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// HP_TIMEOUT_BODY: each read of the body may wait only for what is left of the deadline,
+    /// `HP_TIMEOUT_BODY`: each read of the body may wait only for what is left of the deadline,
     /// so a body trickling in is cut off on time (408) however short its gaps.
     async fn request_body_filter(
         &self,

@@ -1,5 +1,5 @@
 //! Reaching a tunnelled ExApp without the loopback hop: Pingora's `custom_l4` connector opens an
-//! FRP work connection straight from the tunnel registry (HP_TUNNEL_IN_PROCESS).
+//! FRP work connection straight from the tunnel registry (`HP_TUNNEL_IN_PROCESS`).
 //!
 //! A registered proxy still has its `127.0.0.1:<port>` listener (bollard and admins use it);
 //! this path saves the gateway a TCP connection and two socket copies per request, but it is

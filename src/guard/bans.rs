@@ -1,6 +1,6 @@
 //! The brute-force ban list: strikes per client IP inside a sliding window (HaRP §5).
 //!
-//! Bounded (HaRP Q7): at most MAX_IPS addresses are tracked, each keeps only the strikes that can
+//! Bounded (HaRP Q7): at most `MAX_IPS` addresses are tracked, each keeps only the strikes that can
 //! still matter (the newest `count`), and an address idle for a whole window is forgotten.
 
 use moka::sync::Cache;

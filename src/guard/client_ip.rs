@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub struct ClientIpResolver {
-    /// HP_TRUSTED_PROXY_IPS; replaced on SIGHUP, read on every request.
+    /// `HP_TRUSTED_PROXY_IPS`; replaced on SIGHUP, read on every request.
     trusted: ArcSwap<Vec<IpNet>>,
 }
 

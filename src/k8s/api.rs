@@ -1,4 +1,4 @@
-//! The connection to the Kubernetes API: one kube client built on first use from the HP_K8S_*
+//! The connection to the Kubernetes API: one kube client built on first use from the `HP_K8S_*`
 //! settings, every call bounded by HaRP's 60 s, and every failure sorted into what AppAPI is
 //! told (HaRP's texts) and what the operator reads in the log.
 
@@ -114,7 +114,7 @@ impl Api {
         self.client.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// HP_K8S_BEARER_TOKEN_FILE, read on every call as HaRP does (projected tokens rotate).
+    /// `HP_K8S_BEARER_TOKEN_FILE`, read on every call as HaRP does (projected tokens rotate).
     async fn read_token_file(&self) -> Result<String, ApiError> {
         let file = &self.settings.bearer_token_file;
         match tokio::fs::read_to_string(file).await {

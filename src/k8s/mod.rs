@@ -4,7 +4,7 @@
 //! Owns: request validation (`payload`, `names`), the objects harp creates (`objects`), the API
 //! client and its errors (`api`), `wait_for_start`'s pod rules (`readiness`) and the upstream
 //! resolution the gateway asks for on a cache miss (`upstream`).
-//! Must never: touch objects outside HP_K8S_NAMESPACE or other than the `nc-app-*` ones a
+//! Must never: touch objects outside `HP_K8S_NAMESPACE` or other than the `nc-app-*` ones a
 //! request names, send the API a name or value it would refuse for a reason harp can see first,
 //! wait on the API without a timeout (60 s a call), or run on a cached request's path.
 
@@ -73,7 +73,7 @@ pub struct KubernetesInfo {
     pub reachable: Option<bool>,
 }
 
-/// The backend, built once at start from the HP_K8S_* settings.
+/// The backend, built once at start from the `HP_K8S_*` settings.
 pub struct Kubernetes {
     api: api::Api,
     budgets: endpoints::WaitBudgets,
@@ -161,7 +161,7 @@ impl Kubernetes {
             .map(|_| ())
     }
 
-    /// One SelfSubjectAccessReview: may harp's identity do `verb` on `resource` (in `group`) in
+    /// One `SelfSubjectAccessReview`: may harp's identity do `verb` on `resource` (in `group`) in
     /// its namespace (or cluster-wide when `namespaced` is false)?
     pub async fn may(
         &self,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// How often the pods are looked at (HaRP: every second). The image-pull and start-up budgets
-/// are settings (HP_K8S_IMAGE_PULL_TIMEOUT, HP_K8S_START_TIMEOUT).
+/// are settings (`HP_K8S_IMAGE_PULL_TIMEOUT`, `HP_K8S_START_TIMEOUT`).
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The answer AppAPI reads, fields in HaRP's order.

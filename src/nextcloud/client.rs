@@ -207,7 +207,7 @@ impl NextcloudClient {
     }
 }
 
-/// Follows a redirect only to the same host (an `http://` NC_INSTANCE_URL that Nextcloud's web
+/// Follows a redirect only to the same host (an `http://` `NC_INSTANCE_URL` that Nextcloud's web
 /// server sends to `https://`), so the shared key and the user's credentials never go to another
 /// host, and never to a URL already asked in this chain: Nextcloud answers user-info with a 302
 /// to itself when the `nc_sameSiteCookielax` cookie is missing, which must fail at once (401)

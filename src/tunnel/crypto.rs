@@ -2,7 +2,7 @@
 //! buffer-to-buffer ciphers.
 //!
 //! * [`privilege_key`]: `md5(token ‖ decimal timestamp)`, proof of the shared frp token in
-//!   Login (and, with extra auth scopes, in Ping and NewWorkConn). Compare with
+//!   Login (and, with extra auth scopes, in Ping and `NewWorkConn`). Compare with
 //!   [`privilege_key_matches`], never with `==`.
 //! * [`AesKey::from_token`]: PBKDF2-HMAC-SHA1(token, salt `"frp"`, 64 rounds, 16 bytes).
 //! * [`Encryptor`] / [`Decryptor`]: AES-128-CFB (128-bit segments) as one continuous stream

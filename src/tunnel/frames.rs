@@ -1,5 +1,5 @@
 //! frp messages on a byte stream, for both ends (spec §4, §8): exact plain reads for the first
-//! message of a stream (Login, NewWorkConn, LoginResp, StartWorkConn), plain writes, and the
+//! message of a stream (Login, `NewWorkConn`, `LoginResp`, `StartWorkConn`), plain writes, and the
 //! AES-128-CFB control-stream reader and writer.
 //!
 //! The plain reader takes exactly one frame off the stream and nothing more (no read-ahead, as

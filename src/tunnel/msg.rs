@@ -772,9 +772,9 @@ impl_from_for_message!(
     NatHoleReport,
 );
 
-/// serde_json's compact output, plus the escapes Go's `json.Marshal` adds to stay safe inside
+/// `serde_json`'s compact output, plus the escapes Go's `json.Marshal` adds to stay safe inside
 /// HTML: `<`, `>`, `&`, U+2028 and U+2029 become `\u003c`, `\u003e`, `\u0026`, `\u2028`,
-/// `\u2029`. Everything else (control characters, `"`, `\`) serde_json already escapes the
+/// `\u2029`. Everything else (control characters, `"`, `\`) `serde_json` already escapes the
 /// way Go 1.23 does.
 struct GoFormatter;
 

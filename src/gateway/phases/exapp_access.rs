@@ -83,7 +83,7 @@ async fn within<V>(budget: Duration, decision: impl Future<Output = V>) -> Optio
     }
 }
 
-/// Hands the upstream to the later phases; HP_TIMEOUT_BODY starts counting here.
+/// Hands the upstream to the later phases; `HP_TIMEOUT_BODY` starts counting here.
 pub fn forward(settings: &Settings, session: &mut Session, ctx: &mut RequestCtx, up: Upstream) {
     ctx.outcome = Outcome::Proxied;
     ctx.upstream = Some(up);

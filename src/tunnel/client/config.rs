@@ -50,7 +50,7 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     /// Verify the server against this CA; without it any server certificate is accepted, as
-    /// frpc does (Go's InsecureSkipVerify).
+    /// frpc does (Go's `InsecureSkipVerify`).
     pub trusted_ca_file: Option<PathBuf>,
     /// SNI and the name the server certificate must carry: `serverName`, else `serverAddr`.
     pub server_name: String,

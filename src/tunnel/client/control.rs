@@ -1,10 +1,10 @@
-//! The logged-in control stream (spec §7.2-§7.6, §8): everything after LoginResp is
-//! AES-128-CFB in both directions. Registers the proxies (NewProxy, re-sent like frpc when
-//! unanswered or refused), answers ReqWorkConn by starting work connections, and runs the
+//! The logged-in control stream (spec §7.2-§7.6, §8): everything after `LoginResp` is
+//! AES-128-CFB in both directions. Registers the proxies (`NewProxy`, re-sent like frpc when
+//! unanswered or refused), answers `ReqWorkConn` by starting work connections, and runs the
 //! application heartbeat (Ping/Pong) when configured.
 //!
 //! Runs until the session ends and returns why. A frame that is not frp ends the session with a
-//! log line; messages without a client handler (NatHoleResp, …) are ignored, as frpc does.
+//! log line; messages without a client handler (`NatHoleResp`, …) are ignored, as frpc does.
 //! Work connections live in a `JoinSet` owned here, so they all end with the session.
 
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ use crate::tunnel::msg::{Message, NewProxy, NewProxyResp, Ping};
 use crate::tunnel::stream::BoxIo;
 
 enum Phase {
-    /// NewProxy sent at this time, no answer yet.
+    /// `NewProxy` sent at this time, no answer yet.
     Waiting(Instant),
     Running,
     /// Refused at this time.

@@ -11,7 +11,7 @@ pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A TLS handshake that takes longer means a stalled or wrong server.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// frpc waits 10 s for LoginResp (the Login write shares the budget).
+/// frpc waits 10 s for `LoginResp` (the Login write shares the budget).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One message write on the control or a work stream. A server that does not take a small
@@ -25,7 +25,7 @@ pub const OPEN_STREAM_TIMEOUT: Duration = Duration::from_secs(20);
 /// Connecting to the local service (TCP or unix socket) of a proxy.
 pub const LOCAL_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// frpc re-sends a NewProxy that got no answer after 20 s, and one refused with an error
+/// frpc re-sends a `NewProxy` that got no answer after 20 s, and one refused with an error
 /// after 30 s, checking every 3 s (§7.2).
 pub const NEW_PROXY_NO_ANSWER_RESEND: Duration = Duration::from_secs(20);
 pub const NEW_PROXY_ERROR_RESEND: Duration = Duration::from_secs(30);
@@ -46,7 +46,7 @@ pub const YAMUX_MAX_STREAMS: usize = 2048;
 /// yamux accept backlog, as frp; frps opens no streams, so it only bounds a misbehaving server.
 pub const YAMUX_ACCEPT_BACKLOG: usize = 256;
 
-/// Work connections alive at once (pooled or carrying a user connection). Each ReqWorkConn
+/// Work connections alive at once (pooled or carrying a user connection). Each `ReqWorkConn`
 /// costs a stream and a task, so a server asking for more is ignored beyond this.
 pub const MAX_WORK_CONNS: usize = 1024;
 

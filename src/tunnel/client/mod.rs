@@ -62,7 +62,7 @@ pub struct Status {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyStatus {
-    /// NewProxy sent, no answer yet.
+    /// `NewProxy` sent, no answer yet.
     Pending,
     Running {
         remote_addr: String,

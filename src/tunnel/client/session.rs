@@ -2,8 +2,8 @@
 //! (tcpMux; frpc opens stream 1 for the control and odd ids after it), log in on the control
 //! stream, then hand over to [`Control`] until the session ends.
 //!
-//! The outcome tells the reconnect loop whether a login happened: failures before LoginResp
-//! (dial, TLS, yamux, timeout, a LoginResp error) are login failures, which `loginFailExit`
+//! The outcome tells the reconnect loop whether a login happened: failures before `LoginResp`
+//! (dial, TLS, yamux, timeout, a `LoginResp` error) are login failures, which `loginFailExit`
 //! acts on; anything after is the end of a working session.
 
 use std::future::Future;

@@ -2,7 +2,7 @@
 //!
 //! * `trustedCaFile` set: the server chain must verify against that CA only, for the name
 //!   `serverName` (else `serverAddr`); HaRP: CA `ca.crt`, name `harp.nc`.
-//! * no `trustedCaFile`: any server certificate is accepted (Go's InsecureSkipVerify). The
+//! * no `trustedCaFile`: any server certificate is accepted (Go's `InsecureSkipVerify`). The
 //!   handshake signatures are still checked, so the peer holds the key of what it presented.
 //! * `certFile` + `keyFile`: offered as the client certificate (HaRP's mutual TLS).
 //! * TLS 1.2 and 1.3, no ALPN, SNI = the server name.

@@ -1,9 +1,9 @@
-//! Work connections (spec §7.3, §7.4), the client side: on each ReqWorkConn a new yamux stream
-//! (or, with tcpMux off, a new connection) announces itself with NewWorkConn, waits in the
-//! server's pool for StartWorkConn, then carries one user connection to the proxy's local
+//! Work connections (spec §7.3, §7.4), the client side: on each `ReqWorkConn` a new yamux stream
+//! (or, with tcpMux off, a new connection) announces itself with `NewWorkConn`, waits in the
+//! server's pool for `StartWorkConn`, then carries one user connection to the proxy's local
 //! service.
 //!
-//! The wait for StartWorkConn has no timeout of its own (frpc's has none either: a pooled
+//! The wait for `StartWorkConn` has no timeout of its own (frpc's has none either: a pooled
 //! stream may wait hours for a user); it is bounded by the session instead, whose end aborts
 //! every work task (yamux keepalive, or the heartbeat with tcpMux off, detects a dead server).
 
@@ -47,7 +47,7 @@ impl Opener {
     }
 }
 
-/// Proxies the server accepted (NewProxyResp without error), by name, with their targets.
+/// Proxies the server accepted (`NewProxyResp` without error), by name, with their targets.
 /// Work connections for any other name are closed, as frpc does.
 pub type RunningProxies = Arc<Mutex<HashMap<String, Target>>>;
 

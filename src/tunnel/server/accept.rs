@@ -6,8 +6,8 @@
 //! * `0x16`: a TLS ClientHello; TLS handshake on the stream including that byte.
 //! * anything else: plain, refused when TLS is required (nothing is sent back, as frps).
 //!
-//! Then `0x00` (the yamux version byte) means yamux; `o`, `w` or `v` (Login, NewWorkConn,
-//! NewVisitorConn) means a direct frp connection. frps does not auto-detect tcpMux; accepting
+//! Then `0x00` (the yamux version byte) means yamux; `o`, `w` or `v` (Login, `NewWorkConn`,
+//! `NewVisitorConn`) means a direct frp connection. frps does not auto-detect tcpMux; accepting
 //! both costs one byte of look-ahead and lets either client configuration in.
 //! Every read here has a timeout; this module must never send anything to a refused peer.
 

@@ -13,9 +13,9 @@ use crate::metrics::Metrics;
 use crate::nextcloud::{ExAppDirectory, NextcloudClient};
 
 pub struct Admission {
-    /// HP_SHARED_KEY: the `metas.token` a client logs in with.
+    /// `HP_SHARED_KEY`: the `metas.token` a client logs in with.
     shared_key: String,
-    /// HP_FRP_STRICT_PORTS: an ExApp port only for the ExApp Nextcloud has on it.
+    /// `HP_FRP_STRICT_PORTS`: an ExApp port only for the ExApp Nextcloud has on it.
     pub(super) strict_ports: bool,
     /// The gateway's ban list: a client banned there is banned here, and the other way round.
     bans: Arc<BanList>,

@@ -1,9 +1,9 @@
 //! One logged-in client (frps' "control"): the Login answer, the encrypted control stream
-//! (NewProxy, CloseProxy, Ping in; NewProxyResp, ReqWorkConn, Pong out), its work-connection
+//! (`NewProxy`, `CloseProxy`, Ping in; `NewProxyResp`, `ReqWorkConn`, Pong out), its work-connection
 //! pool, and the teardown that frees its ports.
 //!
 //! Lifecycle: `serve` authenticates, registers the control (replacing, and waiting for, an
-//! older one with the same `run_id`), answers LoginResp in plain text, then runs reader and
+//! older one with the same `run_id`), answers `LoginResp` in plain text, then runs reader and
 //! writer concurrently until the client goes, a frame is bad, or it is stopped (new login with
 //! its `run_id`, session end, server shutdown). Teardown always runs, also when the task is
 //! aborted (a drop guard), and a control is `done` only once its listeners are closed.
@@ -43,7 +43,7 @@ pub struct ControlHandle {
     pub pool_count: usize,
     pool: Pool,
     queue: mpsc::Sender<Message>,
-    /// ReqWorkConn still to send: a counter rather than queue entries, so a burst of user
+    /// `ReqWorkConn` still to send: a counter rather than queue entries, so a burst of user
     /// connections never loses a request to a full queue.
     work_wanted: AtomicUsize,
     work_wanted_notify: Notify,
@@ -89,7 +89,7 @@ impl ControlHandle {
 
     /// Takes a pooled work stream (asking the client for one if the pool is empty, waiting at
     /// most `WORK_CONN_TIMEOUT`), replenishes the pool and binds the stream to `proxy_name`
-    /// with StartWorkConn. A stream whose write fails is skipped, up to `pool_count + 1` tries.
+    /// with `StartWorkConn`. A stream whose write fails is skipped, up to `pool_count + 1` tries.
     pub async fn open_work_conn(
         &self,
         proxy_name: &str,

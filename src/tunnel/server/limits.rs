@@ -15,14 +15,14 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// frps' `userConnTimeout`: how long a user connection waits for a work connection.
 pub const WORK_CONN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One message write (LoginResp, StartWorkConn, a control message). frpc reads promptly; a
+/// One message write (`LoginResp`, `StartWorkConn`, a control message). frpc reads promptly; a
 /// write that cannot finish in this time means the peer or its network is gone.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest wait for a replaced control (same `run_id`) or an ending one to release its ports.
 pub const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a failed login's session stays open so the LoginResp error reaches frpc (which then
+/// How long a failed login's session stays open so the `LoginResp` error reaches frpc (which then
 /// closes the connection itself).
 pub const LOGIN_FAILURE_LINGER: Duration = Duration::from_secs(2);
 
@@ -30,7 +30,7 @@ pub const LOGIN_FAILURE_LINGER: Duration = Duration::from_secs(2);
 pub const DIRECT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// With tcpMux the yamux keepalive is the only liveness check; see `tunnel::stream::set_tcp_user_timeout`.
-/// Go frps drops a client whose ping is not ACKed within 10 s of the 30 s ping (≤ 40 s); the
+/// Go frps drops a client whose ping is not `ACKed` within 10 s of the 30 s ping (≤ 40 s); the
 /// kernel timeout gives ≤ 50 s here, with a margin for a peer that is briefly starved.
 pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -74,17 +74,17 @@ pub const MAX_CONTROLS: usize = 2048;
 /// frps' `maxPoolCount`: the pool size a client may ask for is capped here.
 pub const MAX_POOL_COUNT: i64 = 5;
 
-/// Pool capacity per client = pool_count + this, as frps.
+/// Pool capacity per client = `pool_count` + this, as frps.
 pub const POOL_EXTRA: usize = 10;
 
 /// HaRP's `maxPortsPerClient`.
 pub const MAX_PORTS_PER_CLIENT: usize = 1;
 
-/// Control messages queued for the encrypting writer (NewProxyResp, Pong; ReqWorkConn is a
+/// Control messages queued for the encrypting writer (`NewProxyResp`, Pong; `ReqWorkConn` is a
 /// counter, see `MAX_PENDING_WORK_REQUESTS`).
 pub const CONTROL_QUEUE: usize = 64;
 
-/// ReqWorkConn owed to a client at most (one per waiting user connection, plus the pool).
+/// `ReqWorkConn` owed to a client at most (one per waiting user connection, plus the pool).
 pub const MAX_PENDING_WORK_REQUESTS: usize = 1024;
 
 /// A client-chosen `run_id` is kept as is (frp), but not an absurdly long one.
@@ -93,7 +93,7 @@ pub const MAX_RUN_ID_LEN: usize = 64;
 /// Proxy names become registry keys and appear in logs and error messages.
 pub const MAX_PROXY_NAME_LEN: usize = 256;
 
-/// Bound on the Nextcloud lookup of the port-squatting check: frpc re-sends NewProxy after 20 s
+/// Bound on the Nextcloud lookup of the port-squatting check: frpc re-sends `NewProxy` after 20 s
 /// without an answer, so the answer must come well before that.
 pub const STRICT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 

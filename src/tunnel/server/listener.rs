@@ -1,5 +1,5 @@
 //! The loopback listener of a registered proxy (frps' `proxyBindAddr = 127.0.0.1`): every
-//! accepted connection gets a work connection bound by StartWorkConn, then bytes flow both
+//! accepted connection gets a work connection bound by `StartWorkConn`, then bytes flow both
 //! ways. The gateway reaches ExApps at `127.0.0.1:<port>` from Nextcloud's metadata, and
 //! AppAPI/bollard reach Docker at `127.0.0.1:24000`, so this is all they need.
 //!

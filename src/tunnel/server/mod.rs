@@ -7,14 +7,14 @@
 //!   then yamux or direct frp framing. [`tls`]: certificates and mutual TLS.
 //! * [`session`]: the yamux session (tokio-yamux) and first-message dispatch of each stream.
 //! * [`control`] with [`login`]: authentication, the encrypted control stream, teardown.
-//! * [`proxy`], [`policy`], [`registry`]: NewProxy checks and the name/port registry
+//! * [`proxy`], [`policy`], [`registry`]: `NewProxy` checks and the name/port registry
 //!   ([`Registry::lookup`] is the API for in-process users).
 //! * [`work_conn`], [`listener`]: work-connection pool and loopback listeners; the bytes are
 //!   copied by the tunnel's shared [`pipe`](crate::tunnel::pipe).
 //!
 //! yamux (tokio-yamux 0.3) was checked against spec §3 rather than assumed: it ACKs every
 //! accepted stream at once with the configured max window (6 MiB → delta 6029312, as Go frps),
-//! answers pings, pings every 30 s, resets streams beyond the backlog, and sends GoAway on a
+//! answers pings, pings every 30 s, resets streams beyond the backlog, and sends `GoAway` on a
 //! duplicate SYN. Two differences are handled here: its ping deadline is a fixed 30 s, checked
 //! at the next ping (so `TCP_USER_TIMEOUT` is set to notice vanished hosts sooner), and it stops
 //! reading the connection while one stream's 8-frame queue is full (so the pipe keeps draining
@@ -64,7 +64,7 @@ use tls::TlsSetup;
 /// What every connection of the tunnel service shares.
 pub struct Tunnel {
     admission: Admission,
-    /// HP_TIMEOUT_TUNNEL: how long a user connection through a proxy may idle (`None`: no
+    /// `HP_TIMEOUT_TUNNEL`: how long a user connection through a proxy may idle (`None`: no
     /// limit).
     idle_timeout: Option<Duration>,
     registry: Arc<Registry>,

@@ -1,4 +1,4 @@
-//! NewProxy: checks (policy), claims name and port (registry), binds `127.0.0.1:<port>` and
+//! `NewProxy`: checks (policy), claims name and port (registry), binds `127.0.0.1:<port>` and
 //! starts the listener, in frps' order (spec §9.1). On any failure nothing is kept.
 
 use std::sync::Arc;

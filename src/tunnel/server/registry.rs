@@ -1,6 +1,6 @@
 //! Who is connected and which ports they hold: logged-in clients by `run_id`, proxies by name
 //! and by port. The one place that decides "already exists", "port already used" and
-//! "exceed the max_ports_per_client", atomically, so two clients racing for one port or name
+//! "exceed the `max_ports_per_client`", atomically, so two clients racing for one port or name
 //! cannot both win.
 //!
 //! [`Registry::lookup`] is the read API for other parts of harp (e.g. a gateway path that opens
@@ -269,7 +269,7 @@ impl Registry {
         out
     }
 
-    /// CloseProxy: stops the listener (the port is free when this returns). False if `control`
+    /// `CloseProxy`: stops the listener (the port is free when this returns). False if `control`
     /// has no such proxy.
     pub async fn close_proxy(&self, control_id: u64, name: &str) -> bool {
         match self.take_proxy(control_id, name) {

@@ -1,6 +1,6 @@
 //! One tunnel connection after detection: a yamux session (tcpMux) whose streams are frp
 //! connections, or a single direct frp connection (tcpMux off). Dispatches each new frp
-//! connection on its first message: Login (a control), NewWorkConn (into a pool), anything else
+//! connection on its first message: Login (a control), `NewWorkConn` (into a pool), anything else
 //! closed.
 //!
 //! A yamux session carries at most one control; its work streams must name that control's

@@ -35,7 +35,7 @@ pub fn frp_dir(certs_dir: &Path) -> PathBuf {
 }
 
 pub struct TlsSetup {
-    /// TLS required, with client certificates (HP_FRP_DISABLE_TLS unset).
+    /// TLS required, with client certificates (`HP_FRP_DISABLE_TLS` unset).
     forced: bool,
     dir: PathBuf,
     loaded: Mutex<Loaded>,
