@@ -16,7 +16,7 @@ pub fn last_header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [
         .get_all(name)
         .iter()
         .next_back()
-        .map(|v| v.as_bytes())
+        .map(http::HeaderValue::as_bytes)
 }
 
 /// HaRP's own verdicts: `text/plain`, no charset, no trailing newline.

@@ -538,7 +538,7 @@ async fn remote_engines(client: &reqwest::Client, proxies: &Result<Vec<Proxy>, S
         let url = format!("http://127.0.0.1:{}/_ping", engine.port);
         match client.get(&url).send().await {
             Ok(r) if r.status().is_success() => {
-                answering.push(format!("{} on {}", engine.name, engine.port))
+                answering.push(format!("{} on {}", engine.name, engine.port));
             }
             Ok(r) => failing.push(format!(
                 "{} on {} answered {}",

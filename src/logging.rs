@@ -60,7 +60,7 @@ impl log::Log for Demote {
     }
 
     fn flush(&self) {
-        self.0.flush()
+        self.0.flush();
     }
 }
 
@@ -78,7 +78,9 @@ static SEEN: LazyLock<Mutex<HashMap<String, Seen>>> = LazyLock::new(Mutex::defau
 
 /// `Some(repeats since the last line)` when an event of kind `key` may be logged now.
 fn admit(key: &str, now: Instant) -> Option<u64> {
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(s) = seen.get_mut(key) {
         if now.duration_since(s.last_logged) < WINDOW {
             s.repeats += 1;
@@ -118,12 +120,12 @@ fn limited(level: log::Level, key: &str, args: fmt::Arguments<'_>) {
 
 /// A WARN line, at most one per `key` per minute, with the count of those left out.
 pub fn warn_limited(key: &str, args: fmt::Arguments<'_>) {
-    limited(log::Level::Warn, key, args)
+    limited(log::Level::Warn, key, args);
 }
 
 /// An ERROR line, at most one per `key` per minute, with the count of those left out.
 pub fn error_limited(key: &str, args: fmt::Arguments<'_>) {
-    limited(log::Level::Error, key, args)
+    limited(log::Level::Error, key, args);
 }
 
 #[cfg(test)]

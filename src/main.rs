@@ -33,7 +33,7 @@ fn parse_args() -> Result<Cli, String> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" | "-c" => {
-                cli.config = Some(args.next().ok_or("--config needs a path")?.into())
+                cli.config = Some(args.next().ok_or("--config needs a path")?.into());
             }
             a if a.starts_with("--config=") => cli.config = Some(a["--config=".len()..].into()),
             "--help" | "-h" => cli.command = "help".into(),
@@ -182,7 +182,7 @@ fn doctor(settings: &harp::config::Settings, app: Option<&str>) -> ExitCode {
     for check in &checks {
         println!("{}", check.render());
     }
-    if checks.iter().any(|c| c.failed()) {
+    if checks.iter().any(harp::doctor::Check::failed) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

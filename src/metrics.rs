@@ -236,7 +236,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn record_request(&self, app: &str, outcome: Outcome, status: u16, elapsed: Duration) {
         {
-            let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            let mut requests = self
+                .requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let app = if requests.contains_key(app) || requests.len() < MAX_APPS {
                 app
             } else {
@@ -270,7 +273,10 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP harp_requests_total Requests by app, outcome and status.\n# TYPE harp_requests_total counter\n");
         {
-            let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            let requests = self
+                .requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut apps: Vec<_> = requests.iter().collect();
             apps.sort_by(|a, b| a.0.cmp(b.0));
             for (app, by) in apps {

@@ -70,7 +70,7 @@ impl OpsApp {
             .req_header()
             .headers
             .get("harp-shared-key")
-            .map(|v| v.as_bytes());
+            .map(http::HeaderValue::as_bytes);
         match presented {
             Some(key) if self.state.is_shared_key(key) => 204,
             _ => 403,

@@ -59,7 +59,7 @@ impl ReloadOnHangup {
         match self.tunnel_tls.reload() {
             Ok(()) => log::warn!("SIGHUP: FRP certificates reloaded"),
             Err(e) if self.tunnel_tls.forced() => {
-                log::error!("SIGHUP: keeping the previous FRP certificates: {e}")
+                log::error!("SIGHUP: keeping the previous FRP certificates: {e}");
             }
             Err(e) => log::info!("SIGHUP: no FRP certificates for TLS clients: {e}"),
         }
@@ -74,7 +74,10 @@ impl ReloadOnHangup {
                 return;
             }
         };
-        let mut in_effect = self.in_effect.lock().unwrap_or_else(|p| p.into_inner());
+        let mut in_effect = self
+            .in_effect
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let changed = in_effect.changed_vars(&new);
         if changed.is_empty() {
             log::warn!("SIGHUP: configuration unchanged");

@@ -318,6 +318,6 @@ pub(crate) fn settings(
 
 fn default_threads() -> usize {
     std::thread::available_parallelism()
-        .map(|n| n.get())
+        .map(std::num::NonZero::get)
         .unwrap_or(1)
 }

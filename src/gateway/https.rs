@@ -60,7 +60,10 @@ impl ReloadableCert {
     /// Swap in the file's current contents; on error keep serving the previous certificate.
     pub fn reload(&self) -> Result<(), String> {
         let fresh = Arc::new(load(&self.path)?);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
         Ok(())
     }
 }
@@ -70,7 +73,7 @@ impl ResolvesServerCert for ReloadableCert {
         Some(
             self.current
                 .read()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
         )
     }

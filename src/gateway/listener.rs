@@ -200,7 +200,7 @@ where
                 }
             })
             .await;
-        done.map(|reused| reused.consume())
+        done.map(pingora::apps::ReusedHttpStream::consume)
     }
 }
 
@@ -443,7 +443,7 @@ impl GetProxyDigest for Conn {
         self.0.get_ref().get_proxy_digest()
     }
     fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.0.get_mut().set_proxy_digest(digest)
+        self.0.get_mut().set_proxy_digest(digest);
     }
 }
 
@@ -452,7 +452,7 @@ impl GetSocketDigest for Conn {
         self.0.get_ref().get_socket_digest()
     }
     fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.0.get_mut().set_socket_digest(digest)
+        self.0.get_mut().set_socket_digest(digest);
     }
 }
 

@@ -56,7 +56,9 @@ impl BanList {
         let entry = self
             .strikes
             .get_with(ip, || Arc::new(Mutex::new(VecDeque::new())));
-        let mut list = entry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list = entry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.prune(&mut list, now);
         list.push_back(now);
         while list.len() > self.count {
@@ -70,7 +72,9 @@ impl BanList {
         let Some(entry) = self.strikes.get(&ip) else {
             return false;
         };
-        let mut list = entry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list = entry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.prune(&mut list, Instant::now());
         list.len() >= self.count
     }
@@ -78,7 +82,7 @@ impl BanList {
     /// Strikes currently counting against `ip` (for tests and metrics).
     pub fn strikes(&self, ip: IpAddr) -> usize {
         self.strikes.get(&ip).map_or(0, |e| {
-            let mut list = e.lock().unwrap_or_else(|p| p.into_inner());
+            let mut list = e.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             self.prune(&mut list, Instant::now());
             list.len()
         })

@@ -111,7 +111,9 @@ impl Api {
     }
 
     fn cached(&self) -> std::sync::MutexGuard<'_, Option<(String, Client)>> {
-        self.client.lock().unwrap_or_else(|e| e.into_inner())
+        self.client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `HP_K8S_BEARER_TOKEN_FILE`, read on every call as HaRP does (projected tokens rotate).

@@ -232,7 +232,7 @@ async fn manual_upstream(
                     "Resolved manual upstream for {app_id:?}: {}:{}",
                     up.host,
                     up.port
-                )
+                );
             })),
         Err(e @ ApiError::Unreachable(_)) => Err(ResolveError::Api(e)),
         Err(_) => Ok(None),

@@ -70,10 +70,10 @@ pub(super) async fn install(ctx: &Ctx, p: &CertificatesPayload, certs_dir: &Path
                 "install_certificates: stopping '{container}' again failed: {status} {message}"
             ),
             Step::Connect(e) | Step::Other(e, _) => {
-                log::warn!("install_certificates: stopping '{container}' again failed: {e}")
+                log::warn!("install_certificates: stopping '{container}' again failed: {e}");
             }
             Step::Timeout => {
-                log::warn!("install_certificates: stopping '{container}' again timed out")
+                log::warn!("install_certificates: stopping '{container}' again timed out");
             }
         }
     }
@@ -301,7 +301,7 @@ async fn exec(ctx: &Ctx, container: &str, cmd: &[&str]) -> Result<(i64, String),
     let config = ExecConfig {
         attach_stdout: Some(true),
         attach_stderr: Some(true),
-        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        cmd: Some(cmd.iter().map(std::string::ToString::to_string).collect()),
         ..Default::default()
     };
     let client_error = |e: String| Reply::text(503, format!("Client error during exec: {e}"));

@@ -133,7 +133,7 @@ fn body(p: &CreatePayload) -> ContainerCreateBody {
                 count: Some(-1),
                 capabilities: Some(vec![vec!["compute".into(), "utility".into()]]),
                 ..Default::default()
-            }])
+            }]);
         }
         ComputeDevice::Rocm => {
             host.devices = Some(
@@ -145,7 +145,7 @@ fn body(p: &CreatePayload) -> ContainerCreateBody {
                         cgroup_permissions: Some("rwm".into()),
                     })
                     .collect(),
-            )
+            );
         }
     }
     // On a user-defined network the ExApp is reachable under its app id.

@@ -12,7 +12,7 @@ pub fn client(state: &AppState, session: &Session, ctx: &mut RequestCtx) {
     let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
+        .map(std::net::SocketAddr::ip)
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let req = session.req_header();
     ctx.key_valid =

@@ -276,7 +276,7 @@ fn unknown_keys(table: &toml::Table, known: &[(&str, Key)], prefix: &str, out: &
         match (known.iter().find(|(k, _)| k == name), value) {
             (None, _) => out.push(path),
             (Some((_, Key::Table(inner))), toml::Value::Table(t)) => {
-                unknown_keys(t, inner, &path, out)
+                unknown_keys(t, inner, &path, out);
             }
             (Some((_, Key::Tables(inner))), toml::Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {

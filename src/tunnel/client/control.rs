@@ -167,7 +167,9 @@ impl Control {
             );
             return;
         };
-        let mut running = running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if resp.error.is_empty() {
             log::info!(
                 "tunnel client: proxy {:?} started: server port {} → {}",

@@ -110,7 +110,7 @@ pub async fn serve(opener: Opener, auth: WorkAuth, proxies: RunningProxies) {
     }
     let target = proxies
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(&start.proxy_name)
         .cloned();
     let Some(target) = target else {

@@ -186,7 +186,7 @@ impl ServerApp for TunnelApp {
             }
             // Port probes and health checks connect and close: not worth a warning.
             Err(e @ accept::AcceptError::NoData(_)) => {
-                log::debug!("tunnel: connection from {peer} closed: {e}")
+                log::debug!("tunnel: connection from {peer} closed: {e}");
             }
             Err(e) => log::warn!("tunnel: connection from {peer} refused: {e}"),
         }

@@ -35,7 +35,10 @@ impl PreLogin {
     /// The map holds only addresses with a connection in progress, so the connection cap bounds
     /// it.
     pub fn enter(&self, ip: IpAddr) -> Option<FirstPhase> {
-        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .per_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = map.entry(ip).or_insert(0);
         if *count >= self.max_per_ip {
             return None;
@@ -56,7 +59,10 @@ impl PreLogin {
 
 impl Drop for FirstPhase {
     fn drop(&mut self) {
-        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .per_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(count) = map.get_mut(&self.ip) {
             *count = count.saturating_sub(1);
             if *count == 0 {

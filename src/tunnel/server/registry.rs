@@ -90,7 +90,9 @@ impl Registry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Nothing panics while holding the lock; if it ever did, the maps are still consistent
         // enough to keep serving (every update is a few inserts/removes).
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A process-unique id for a control or reservation.

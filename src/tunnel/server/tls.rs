@@ -86,7 +86,10 @@ impl TlsSetup {
     /// certificates in use stay.
     pub fn reload(&self) -> Result<(), String> {
         let config = Arc::new(load(&self.dir, self.forced)?);
-        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         loaded.config = Some(config);
         loaded.last_attempt = Some(Instant::now());
         Ok(())
@@ -95,7 +98,10 @@ impl TlsSetup {
     /// The rustls configuration; while the files are missing or invalid, `None` when TLS is
     /// forced, else the self-signed one made at start.
     pub fn server_config(&self) -> Option<Arc<ServerConfig>> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(config) = &loaded.config {
             return Some(config.clone());
         }
