@@ -266,6 +266,9 @@ fn build_env(tmp: &TempDir, overrides: &[(&str, &str)]) -> BTreeMap<String, Stri
         ),
         ("HP_LOG_LEVEL", "info".to_string()),
         ("HP_THREADS", "2".to_string()),
+        // Small enough for any descriptor limit a test machine has (2 per connection + 2,560),
+        // so no test's log carries harp's "lowered the limit" warning.
+        ("HP_MAX_CONNECTIONS", "1000".to_string()),
     ];
     let mut env: BTreeMap<String, String> = defaults
         .into_iter()
