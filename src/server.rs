@@ -135,14 +135,10 @@ pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server,
     let max_connections = fd_limit::connections_within(state.settings.max_connections);
     let admission = Admission::new(max_connections, state.metrics.clone());
     let app = GatewayApp::new(gateway, client_timeout);
-    let of = |setting: &str| {
-        listeners
-            .iter()
-            .find(|l| l.setting == setting)
-            .cloned()
-            .expect("every gateway listener is in listeners()")
-    };
-    let https = if https_cert.is_file() {
+    // `listeners()` decided which gateway listeners exist (HTTPS: when cert.pem is there);
+    // serve exactly those.
+    let of = |setting: &str| listeners.iter().find(|l| l.setting == setting).cloned();
+    let https = if let Some(https_listener) = of("HP_EXAPPS_HTTPS_ADDRESS") {
         let cert = Arc::new(ReloadableCert::new(&https_cert)?);
         // The resolver replaces the paths, so the certificate can be swapped on SIGHUP.
         let mut tls =
@@ -150,7 +146,7 @@ pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server,
         tls.set_cert_resolver(cert.clone());
         // The handshake is the listener's, bounded by HP_TIMEOUT_CLIENT.
         server.add_service(GatewayListener::new(
-            of("HP_EXAPPS_HTTPS_ADDRESS"),
+            https_listener,
             app.clone(),
             Some(tls.build()),
             admission.clone(),
@@ -163,12 +159,9 @@ pub fn build(settings: Settings, config_path: Option<PathBuf>) -> Result<Server,
     } else {
         None
     };
-    server.add_service(GatewayListener::new(
-        of("HP_EXAPPS_ADDRESS"),
-        app,
-        None,
-        admission,
-    ));
+    if let Some(http_listener) = of("HP_EXAPPS_ADDRESS") {
+        server.add_service(GatewayListener::new(http_listener, app, None, admission));
+    }
     server.add_service(background_service(
         "reload on SIGHUP",
         ReloadOnHangup {

@@ -12,7 +12,6 @@ use crate::metrics::Outcome;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
-use std::borrow::Cow;
 use std::future::Future;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -29,11 +28,7 @@ pub async fn decide(
     // Our Q3 fix: the routes see, and the ExApp receives, the normalised path.
     let target = path::normalize(app.target);
     let alt_path = path::separator_view(&target);
-    let app_lower = if app.id.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(app.id.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(app.id)
-    };
+    let app_lower = super::super::lowercase(app.id);
     let decision = Request {
         app_lower: &app_lower,
         target_path: &target,
