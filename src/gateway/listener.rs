@@ -290,16 +290,22 @@ where
         };
         // Connections open at the last memory collection, or accepted since: while some may
         // have ended, this thread collects once a second what they freed (`memory`).
+        // One timer for the loop: `select!` builds every branch's future on each pass, so a
+        // fresh sleep there would cost a timer per accepted connection and, restarted by every
+        // accept, never fire under steady traffic.
         let mut held = 0u64;
+        let collect = tokio::time::sleep(COLLECT_EVERY);
+        let mut collect = std::pin::pin!(collect);
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
-                () = tokio::time::sleep(COLLECT_EVERY), if held > 0 => {
+                () = &mut collect, if held > 0 => {
                     let open = self.admission.open();
                     if open < held {
                         crate::memory::give_back_freed();
                     }
                     held = open;
+                    collect.as_mut().reset(Instant::now() + COLLECT_EVERY);
                     continue;
                 }
                 changed = shutdown.changed() => {
